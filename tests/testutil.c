@@ -1,0 +1,44 @@
+#include "testutil.h"
+
+#include <stdlib.h>
+
+int lkv_test_passed, lkv_test_failed;
+
+uint64_t lkv_test_seed(void) {
+    static int printed;
+    const char *e = getenv("LONGKV_TEST_SEED");
+    uint64_t seed = e ? strtoull(e, NULL, 0) : 20261122u;
+    if (!printed) {
+        printf("seed %llu (set LONGKV_TEST_SEED to change)\n", (unsigned long long)seed);
+        printed = 1;
+    }
+    return seed;
+}
+
+void lkv_test_fill_normal(lkv_rng *r, float *x, size_t n, float sigma) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)lkv_rng_normal(r) * sigma;
+}
+
+double lkv_test_max_abs_err(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (e > m || e != e)
+            m = e;
+    }
+    return m;
+}
+
+double lkv_test_rel_err(const float *a, const float *b, size_t n, double floor_) {
+    double mb = floor_;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(b[i]) > mb)
+            mb = fabs(b[i]);
+    return lkv_test_max_abs_err(a, b, n) / mb;
+}
+
+int lkv_test_finish(const char *name) {
+    printf("%s: %d passed, %d failed\n", name, lkv_test_passed, lkv_test_failed);
+    return lkv_test_failed ? 1 : 0;
+}
