@@ -1,0 +1,65 @@
+/* quant.h -- weight tensor formats (GGML numbering), their traits, and the
+ * products the model runtime needs. One row of traits per format; every block
+ * struct has a static size check (see quant.c).
+ *
+ * Matrix convention: W has `rows` rows of `cols` elements each, stored row after
+ * row in format `type` (cols must be a multiple of the block size). For the
+ * integer formats the activations are quantized to int8 per block of 32 (Q8_0
+ * style, or Q8_K for the k-quants) and the dot products run in integers.
+ */
+#ifndef LKV_KERNELS_QUANT_H
+#define LKV_KERNELS_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "longkv.h"
+
+typedef enum lkv_qtype {
+    LKV_Q_F32 = 0,
+    LKV_Q_F16 = 1,
+    LKV_Q_Q4_0 = 2,
+    LKV_Q_Q4_1 = 3,
+    LKV_Q_Q5_0 = 6,
+    LKV_Q_Q5_1 = 7,
+    LKV_Q_Q8_0 = 8,
+    LKV_Q_Q8_1 = 9,
+    LKV_Q_Q2_K = 10,
+    LKV_Q_Q3_K = 11,
+    LKV_Q_Q4_K = 12,
+    LKV_Q_Q5_K = 13,
+    LKV_Q_Q6_K = 14,
+    LKV_Q_Q8_K = 15,
+    LKV_Q_BF16 = 30,
+    LKV_Q_COUNT_ = 40
+} lkv_qtype;
+
+typedef struct lkv_qtraits {
+    const char *name;      /* "q4_1" ... ; NULL for types this build does not know */
+    int block;             /* elements per block */
+    size_t block_bytes;    /* bytes per block */
+    int supported;         /* dequantize + matmul implemented */
+} lkv_qtraits;
+
+/* Traits of a type; a zeroed row (name NULL) for unknown / out-of-range types. */
+const lkv_qtraits *lkv_qtype_traits(int type);
+
+/* Bytes of a row of n elements; 0 if n is not a multiple of the block or the
+ * type is unknown (callers treat 0 as an error). */
+size_t lkv_qtype_row_bytes(int type, int64_t n);
+
+/* Reference dequantization of n elements (one or more whole blocks). */
+int lkv_dequantize(int type, const void *src, float *dst, int64_t n);
+
+/* y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok (x: [n_tok][cols] f32,
+ * y: [n_tok][rows] f32). Uses the active kernel table and the thread pool.
+ * Needs scratch for the quantized activations: it allocates when `scratch` is
+ * NULL, else uses scratch (size from lkv_matmul_scratch_bytes). */
+int lkv_matmul(int type, const void *w, int64_t rows, int64_t cols, const float *x,
+               int n_tok, float *y, void *scratch, lkv_threadpool *tp);
+size_t lkv_matmul_scratch_bytes(int type, int64_t cols, int n_tok);
+
+/* Copies row `r` of W, dequantized, into dst[cols] (embedding lookup). */
+int lkv_get_row(int type, const void *w, int64_t cols, int64_t r, float *dst);
+
+#endif
