@@ -179,7 +179,7 @@ typedef struct lkv_kv_tensor {
     int n;                /* tokens */
     size_t token_stride;  /* elements */
     size_t head_stride;   /* elements */
-    const int32_t *pos;   /* [n] strictly ascending positions, or NULL: pos0 + t */
+    const int32_t *pos;   /* [n] strictly ascending positions >= 0, or NULL: pos0 + t */
     int32_t pos0;
 } lkv_kv_tensor;
 
@@ -192,7 +192,7 @@ typedef struct lkv_kv_run {
     const void *v;        /* [n][d] */
     const void *k_aux;    /* format metadata (scales...) for quantized dtypes, else NULL */
     const void *v_aux;
-    const int32_t *pos;   /* [n] positions, or NULL: pos0 + t */
+    const int32_t *pos;   /* [n] positions (>= 0), or NULL: pos0 + t */
     int32_t pos0;
     int n;                /* tokens in the run, >= 0 */
     float *obs;           /* [n] observer accumulator for these slots, or NULL */
@@ -208,7 +208,7 @@ typedef struct lkv_kv_head_runs {
  * softmax; never materialises the score matrix). Threads split query tiles and
  * heads.
  *   q     [n_q][H][d] f32
- *   q_pos [n_q] positions of the queries, or NULL: q_pos0 + i
+ *   q_pos [n_q] positions of the queries (>= 0, non-decreasing), or NULL: q_pos0 + i
  *   kv    contiguous K/V with kv_heads heads
  *   o     [n_q][H][d] f32 output (may not alias q)
  *   lse   [n_q][H] log-sum-exp of each row's scaled logits, or NULL. A row that
@@ -253,13 +253,924 @@ float lkv_bf16_to_fp32(uint16_t b);
 /* Converts n floats to dtype t (F32/F16/BF16) at dst. */
 int lkv_convert_from_f32(lkv_dtype t, void *dst, const float *src, size_t n);
 
+/* ================================================================ roofline */
+
+/* Machine limits, measured (not looked up), so that benchmarks can report what
+ * fraction of the hardware a kernel achieves in the same run. Both functions use
+ * the best kernels the CPU supports (lkv_cpu_isa()), whatever the active level,
+ * because they measure the machine, not a kernel. Both take a few tenths of a
+ * second, keep the best of several repetitions, and are not thread-safe with
+ * other runs on the same pool.
+ *
+ * min_seconds: how long to keep repeating, 0 < min_seconds <= 60, or 0 for the
+ *   default (0.2 s). The first repetition is a warm-up and is not counted.
+ * tp: the threads to measure with (NULL = the calling thread only); every
+ *   thread of the pool works at once.
+ */
+
+/* Read bandwidth: the threads stream through a working set of `bytes` bytes
+ * (split into one contiguous slice per thread) and sum it, over and over.
+ * Choose bytes much larger than the last-level cache for DRAM bandwidth (e.g.
+ * 256 MiB), or at most half the L2 size times the thread count for cache
+ * bandwidth. 4096 * threads <= bytes <= 2^40. The buffer is allocated (and
+ * freed) inside; *gbps receives 1e9 bytes per second.
+ * Returns LKV_OK, LKV_ERR_INVALID or LKV_ERR_NOMEM. */
+int lkv_measure_read_bandwidth(size_t bytes, double min_seconds, lkv_threadpool *tp,
+                               double *gbps);
+
+/* Peak f32 multiply-add throughput: every thread runs independent FMA chains on
+ * registers (no memory traffic). Counts 2 flops per vector lane per FMA;
+ * *gflops receives 1e9 flops per second over all threads.
+ * Returns LKV_OK or LKV_ERR_INVALID. */
+int lkv_measure_fma_peak(double min_seconds, lkv_threadpool *tp, double *gflops);
+
 /* @@ SECTION kv (the paged cache) -- added by the kv layer */
+
+/* ====================================================================== kv */
+/*
+ * THE PAGED, BUDGETED KV CACHE
+ *
+ *   A cache (lkv_cache) owns one memory pool with a hard byte budget and any
+ *   number of sequences (lkv_seq). A sequence holds, for every (layer, KV head),
+ *   a list of pages; a page holds up to page_tokens consecutive cache slots of
+ *   that one (layer, head): per slot the key and value rows (in the page's
+ *   format) and the token's original position; per page a format tag, a fill
+ *   count and a key digest (per-channel min and max over its slots). Heads of a
+ *   layer may hold different numbers of slots (head-wise policies free real
+ *   memory). Every page except the last of a list is full.
+ *
+ *   Memory: the pool reserves address space once (mmap PROT_NONE), commits OS
+ *   pages when cache pages are first placed on them, and returns them to the
+ *   OS (madvise MADV_DONTNEED) when no cache page uses them any more. The
+ *   budget caps the committed bytes (cache pages including their per-slot
+ *   positions, digests and headers). Sequence page tables are ordinary heap
+ *   memory (a few bytes per page) and are not charged to the budget.
+ *
+ *   Sharing: full pages are shared by reference count between forks and with
+ *   the prefix cache; a shared partial tail page is copied on the first write.
+ *
+ *   Thread-safety: a cache and its sequences form one unit. Calls that modify
+ *   anything (append, truncate, keep, fork, free, publish, attach, load...)
+ *   must be serialised by the caller for the whole cache. lkv_seq_attend*,
+ *   lkv_seq_n_tokens and the other read-only queries may run concurrently on
+ *   DIFFERENT sequences while nothing modifies the cache (each sequence keeps
+ *   its own scratch space, so one sequence is not attended by two threads).
+ *
+ *   Example (one layer, decode step):
+ *     lkv_cache_params cp = lkv_cache_default_params();
+ *     cp.n_layers = 30; cp.kv_heads = 3; cp.head_dim = 64; cp.budget_bytes = 1 << 30;
+ *     lkv_cache *c; lkv_seq *s;
+ *     lkv_cache_create(&cp, &c); lkv_seq_create(c, &s);
+ *     lkv_seq_append(s, layer, 1, &pos, k, v);           // k, v: [1][3][64] f32
+ *     lkv_seq_attend(s, layer, &ap, 1, q, &pos, o, NULL, tp);
+ *     lkv_seq_free(s); lkv_cache_free(c);
+ */
+
+typedef struct lkv_cache lkv_cache;
+typedef struct lkv_seq lkv_seq;
+
+/* Page formats. Plain formats use the lkv_dtype values; quantized formats
+ * (int8, KIVI int4/int2) are added later with new values. Enums only grow. */
+#define LKV_PAGE_FORMAT_COUNT 3 /* formats this build can store */
+
+/* Cache parameters. */
+typedef struct lkv_cache_params {
+    int n_layers;           /* L >= 1 */
+    int kv_heads;           /* Hk >= 1 */
+    int head_dim;           /* d: a multiple of 8, 8..256 (the attention kernels' range) */
+    int page_tokens;        /* slots per page, 1..4096; 0 = default 16 (see lkv_cache_default_params) */
+    lkv_dtype dtype;        /* storage format of new pages (F32/F16/BF16) */
+    size_t budget_bytes;    /* hard cap on committed bytes (pages + per-slot metadata), >= 1 OS page */
+    uint64_t model_id;      /* identity used in prefix hashes and snapshots (any value) */
+} lkv_cache_params;
+
+/* Defaults: page_tokens 16 -- the granularity of Quest and vLLM: small enough
+ * that selection (Quest/ArkVale) and eviction work at a fine grain and that the
+ * copy-on-write of a partial page is cheap, large enough that per-page costs
+ * (digest, header, one run per page in the attention loop) stay a few percent;
+ * with d = 64 in f16 a page's K+V is exactly one 4 KiB OS page. dtype F16,
+ * budget 1 GiB, model_id 0; n_layers, kv_heads and head_dim are 0 and must be
+ * set. */
+lkv_cache_params lkv_cache_default_params(void);
+
+/* Creates a cache: validates p, reserves the pool's address space (nothing is
+ * committed yet). *out is owned by the caller (lkv_cache_free).
+ * Returns LKV_OK, LKV_ERR_INVALID or LKV_ERR_NOMEM. */
+int lkv_cache_create(const lkv_cache_params *p, lkv_cache **out);
+
+/* Frees the cache, every sequence still alive in it (their handles become
+ * invalid), the prefix cache and the pool's memory. NULL is a no-op. */
+void lkv_cache_free(lkv_cache *c);
+
+/* The parameters the cache was created with (page_tokens resolved). */
+lkv_cache_params lkv_cache_get_params(const lkv_cache *c);
+
+/* Pool counters, in bytes unless said otherwise. */
+typedef struct lkv_cache_stats {
+    size_t budget;          /* the hard cap on committed (rounded down to OS pages) */
+    size_t reserved;        /* address space reserved by the pool */
+    size_t committed;       /* bytes of OS pages committed (counted against budget) */
+    size_t in_use;          /* bytes of live cache pages (<= committed + OS-page slack) */
+    size_t free_bytes;      /* budget - committed */
+    size_t peak_committed;  /* highest committed since creation */
+    size_t meta_bytes;      /* heap bytes of page tables and scratch (not in budget) */
+    int64_t n_pages;        /* live cache pages */
+    int64_t n_prefix_pages; /* pages held by the prefix cache */
+    int64_t n_prefix_entries; /* published prefix blocks (page_tokens tokens each) */
+    int64_t n_sequences;    /* live sequences */
+    int64_t n_commits;      /* OS-page commits since creation */
+    int64_t n_releases;     /* OS-page releases (madvise) since creation */
+    int64_t n_evictions;    /* prefix entries evicted under budget pressure */
+} lkv_cache_stats;
+
+/* Fills *out. Returns LKV_OK or LKV_ERR_INVALID (NULL arguments). */
+int lkv_cache_get_stats(const lkv_cache *c, lkv_cache_stats *out);
+
+/* Bytes of live pages of one (layer, head), over all sequences and the prefix
+ * cache (each shared page counted once); layer or head < 0 sums over it.
+ * Returns the byte count, or 0 for out-of-range arguments. */
+size_t lkv_cache_bytes(const lkv_cache *c, int layer, int head);
+
+/* ------------------------------------------------------------- sequences */
+
+/* Creates an empty sequence in c. Owned by the caller (lkv_seq_free) but
+ * freed with the cache at the latest. Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_NOMEM. */
+int lkv_seq_create(lkv_cache *c, lkv_seq **out);
+
+/* Releases the sequence's page references (pages nobody else holds go back to
+ * the pool, their memory to the OS). NULL is a no-op. */
+void lkv_seq_free(lkv_seq *s);
+
+/* New sequence sharing every page of src (reference counts; no copy). The
+ * first write to a shared partial tail page copies it. On failure nothing
+ * changes. Returns LKV_OK, LKV_ERR_INVALID or LKV_ERR_NOMEM. */
+int lkv_seq_fork(lkv_seq *src, lkv_seq **out);
+
+/* The cache a sequence belongs to. */
+lkv_cache *lkv_seq_cache(const lkv_seq *s);
+
+/* Appends n tokens' K/V for one layer to every KV head of that layer.
+ *   k, v  [n][kv_heads][head_dim] f32 (converted to each page's format)
+ *   pos   [n] original positions (>= 0), strictly ascending and greater than every
+ *         position held by any head of the layer; NULL: continue from the
+ *         head's last position + 1 (0 if empty).
+ * All-or-nothing: every page needed (new pages, copies of shared tails) is
+ * obtained first; on failure the sequence is unchanged. When the pool is full,
+ * unreferenced, unpinned prefix-cache pages are evicted (LRU) first.
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_RANGE (positions not ascending),
+ * LKV_ERR_BUDGET (would exceed the budget) or LKV_ERR_NOMEM. */
+int lkv_seq_append(lkv_seq *s, int layer, int n, const int32_t *pos, const float *k,
+                   const float *v);
+
+/* Same for one KV head only: k, v [n][head_dim] f32. Lets heads differ in length. */
+int lkv_seq_append_head(lkv_seq *s, int layer, int head, int n, const int32_t *pos,
+                        const float *k, const float *v);
+
+/* Slots held by (layer, head); -1 for out-of-range arguments. */
+int lkv_seq_n_tokens(const lkv_seq *s, int layer, int head);
+
+/* Largest slot count over the heads of a layer (the observer row stride to use);
+ * -1 for out-of-range arguments. */
+int lkv_seq_max_tokens(const lkv_seq *s, int layer);
+
+/* Keeps the first n_tokens slots of every (layer, head) (heads holding fewer are
+ * unchanged); pages beyond go back to the pool. Never fails for n_tokens >= 0
+ * except LKV_ERR_INVALID. Returns LKV_OK. */
+int lkv_seq_truncate(lkv_seq *s, int n_tokens);
+
+/* Eviction / compaction hook for policies: keeps only the given slots of one
+ * (layer, head), in order (slots[] strictly ascending slot indices < n_tokens),
+ * moving them to the front; pages left empty return to the pool (committed
+ * bytes drop). Shared pages are copied only where kept slots must move into
+ * them; a run of untouched full pages at the front stays shared. May need new
+ * pages for that copy: on failure (LKV_ERR_BUDGET/NOMEM) nothing changes.
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_RANGE, LKV_ERR_BUDGET, LKV_ERR_NOMEM. */
+int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n);
+
+/* Copies positions of slots [slot0, slot0 + n) of (layer, head) into pos[n].
+ * Returns LKV_OK, LKV_ERR_INVALID or LKV_ERR_RANGE. */
+int lkv_seq_get_positions(const lkv_seq *s, int layer, int head, int slot0, int n, int32_t *pos);
+
+/* Decodes K and V rows of slots [slot0, slot0 + n) of (layer, head) to f32:
+ * k, v [n][head_dim] (either may be NULL). Returns as lkv_seq_get_positions. */
+int lkv_seq_read(const lkv_seq *s, int layer, int head, int slot0, int n, float *k, float *v);
+
+/* One page of a (layer, head) list, for selection policies. Pointers stay
+ * valid until the sequence or that page is next modified. */
+typedef struct lkv_page_info {
+    int n;                  /* slots of this page used by the sequence */
+    int first_slot;         /* slot index of its first slot in the list */
+    int format;             /* page format (an lkv_dtype value for plain formats) */
+    int refcount;           /* holders: sequences + the prefix cache */
+    const int32_t *pos;     /* [n] original positions */
+    const float *key_min;   /* [head_dim] per-channel min of the page's keys (stored values) */
+    const float *key_max;   /* [head_dim] per-channel max */
+} lkv_page_info;
+
+/* Pages of (layer, head); -1 for out-of-range arguments. */
+int lkv_seq_n_pages(const lkv_seq *s, int layer, int head);
+
+/* Fills *out for page `page` of (layer, head). Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_RANGE. */
+int lkv_seq_page_info(const lkv_seq *s, int layer, int head, int page, lkv_page_info *out);
+
+/* ------------------------------------------------------ attention over pages */
+
+/* Attention of n_q queries over this layer's cache, directly over the pages
+ * (builds lkv_kv_run lists and calls lkv_attn_runs; nothing is gathered).
+ *   p      shape and masks; p->kv_heads and p->head_dim must match the cache
+ *   q      [n_q][q_heads][head_dim] f32
+ *   q_pos  [n_q] query positions, or NULL: the queries are the last n_q
+ *          positions held, i.e. q_pos[i] = last - n_q + 1 + i where last is the
+ *          largest position held by the layer (n_q - 1 when empty).
+ *   o      [n_q][q_heads][head_dim] f32 output; lse [n_q][q_heads] or NULL.
+ *   tp     thread pool or NULL.
+ * Uses the sequence's scratch (one attend per sequence at a time).
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_NOMEM (scratch growth). */
+int lkv_seq_attend(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q, const float *q,
+                   const int32_t *q_pos, float *o, float *lse, lkv_threadpool *tp);
+
+/* lkv_seq_attend with the observer output: obs [kv_heads][obs_stride] f32,
+ * obs_stride >= lkv_seq_max_tokens(s, layer); the attention probability of each
+ * slot, summed over the queries and the query heads sharing its KV head, is
+ * ADDED to obs[h * obs_stride + slot] (the caller zeroes it). */
+int lkv_seq_attend_observe(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
+                           const float *q, const int32_t *q_pos, float *o, float *lse,
+                           float *obs, int obs_stride, lkv_threadpool *tp);
+
+/* Attention over a caller-chosen subset of pages (Quest / ArkVale): KV head h
+ * attends only pages sel[h * sel_stride + i], i < sel_count[h], which must be
+ * strictly ascending page indices of its list. obs as above (or NULL; slots of
+ * unselected pages get nothing). Returns as lkv_seq_attend, plus LKV_ERR_RANGE
+ * for a bad page index. */
+int lkv_seq_attend_pages(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
+                         const float *q, const int32_t *q_pos, const int *sel,
+                         const int *sel_count, int sel_stride, float *o, float *lse,
+                         float *obs, int obs_stride, lkv_threadpool *tp);
+
+/* ------------------------------------------------------------ prefix cache */
+
+/* Publishes the sequence's leading full pages as prefix-cache entries: block j
+ * (tokens[j*P .. (j+1)*P), P = page_tokens) is keyed by the chained hash
+ *   h_j = H(h_{j-1}, tokens of block j, model_id, policy_id),  h_{-1} = 0
+ * and holds (a reference to) page j of every (layer, head). Only blocks for
+ * which every list has a full page j are published, and only while all lists
+ * hold exactly the first n_tokens slots unchanged (the caller's promise:
+ * positions are checked to be j*P + t). Blocks already published are skipped.
+ *   tokens [n_tokens] token ids of the sequence's first n_tokens slots.
+ * *n_published (may be NULL) receives the number of tokens now covered.
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_NOMEM. */
+int lkv_seq_publish(lkv_seq *s, const int32_t *tokens, int n_tokens, uint64_t policy_id,
+                    int *n_published);
+
+/* Attaches to an EMPTY sequence the longest published prefix of tokens[n_tokens]:
+ * the pages are shared (no commit, no copy); appending continues after them.
+ * *n_reused receives the tokens attached (a multiple of page_tokens, maybe 0).
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_STATE (sequence not empty), LKV_ERR_NOMEM. */
+int lkv_seq_attach_prefix(lkv_seq *s, const int32_t *tokens, int n_tokens, uint64_t policy_id,
+                          int *n_reused);
+
+/* Pins (pin = 1) or unpins (pin = 0) the published blocks covering the first
+ * n_tokens of tokens: pinned blocks are never evicted. Pins nest (counted).
+ * *n_found (may be NULL) receives the tokens covered by published blocks.
+ * Returns LKV_OK or LKV_ERR_INVALID. */
+int lkv_cache_pin_prefix(lkv_cache *c, const int32_t *tokens, int n_tokens, uint64_t policy_id,
+                         int pin, int *n_found);
+
+/* Evicts unpinned prefix blocks that no sequence uses, least recently used
+ * first, until at least `bytes` have been committed-freed or none is left
+ * (bytes = SIZE_MAX: all of them). Returns the number of blocks evicted. */
+int lkv_cache_evict_prefix(lkv_cache *c, size_t bytes);
+
+/* --------------------------------------------------------------- snapshots */
+/* Snapshot files are specified byte by byte at the top of src/kv/snapshot.c
+ * (versioned; CRC-32C per header and per page). */
+
+/* Size in bytes of the snapshot of the first n_tokens slots of every list of s
+ * (n_tokens < 0: all). Returns LKV_OK or LKV_ERR_INVALID. */
+int lkv_seq_snapshot_size(const lkv_seq *s, int n_tokens, size_t *size);
+
+/* Writes the snapshot into buf[cap]; *written receives its size.
+ * Returns LKV_OK, LKV_ERR_INVALID or LKV_ERR_RANGE (cap too small). */
+int lkv_seq_save_mem(const lkv_seq *s, int n_tokens, void *buf, size_t cap, size_t *written);
+
+/* Writes the snapshot to path atomically (path.tmp.<pid>, fsync, rename, fsync
+ * of the directory): readers see the old file or the complete new one.
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_NOMEM or LKV_ERR_IO. */
+int lkv_seq_save(const lkv_seq *s, int n_tokens, const char *path);
+
+/* Loads a snapshot into a new sequence of c. The whole input is validated
+ * (magic, version, identity, checksums, sizes, positions) before the cache is
+ * touched; on any failure the cache is unchanged (apart from prefix entries a
+ * budget shortage may have evicted) and *out is NULL.
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_FORMAT (truncated/corrupt),
+ * LKV_ERR_VERSION (other version, or model/geometry mismatch), LKV_ERR_BUDGET,
+ * LKV_ERR_NOMEM, and for lkv_seq_load also LKV_ERR_IO / LKV_ERR_NOT_FOUND. */
+int lkv_seq_load_mem(lkv_cache *c, const void *data, size_t size, lkv_seq **out);
+int lkv_seq_load(lkv_cache *c, const char *path, lkv_seq **out);
+
 
 /* @@ SECTION press (policies) */
 
+/* =================================================================== press
+ *
+ * KV compression and selection policies ("presses"), created from a spec
+ * string: one or more stages joined by '+', each `name[:key=value,...]`, e.g.
+ *     "snapkv:ratio=0.5,window=32"    "streamingllm:sinks=4,recent=252"
+ *     "snapkv:ratio=0.5+kivi:bits=4"  "full" (the baseline: nothing removed)
+ * Budgets are a token count per (layer, KV head) (`budget=`) or the fraction of
+ * the prompt removed (`ratio=`, as kvpress defines it). `longkv presses` lists
+ * every policy with its parameters and defaults (taken from the papers).
+ * A policy that longkv knows but has not implemented is an error
+ * (LKV_ERR_UNSUPPORTED), never a silent no-op.
+ */
+typedef struct lkv_press lkv_press;
+
+/* Parses and validates spec; *out is owned by the caller (lkv_press_free).
+ * Returns LKV_OK, LKV_ERR_INVALID (unknown name or key, value out of range,
+ * contradictory budgets -- the message says what is accepted),
+ * LKV_ERR_UNSUPPORTED (known but not implemented) or LKV_ERR_NOMEM. */
+int lkv_press_create(const char *spec, lkv_press **out);
+
+/* NULL is a no-op. */
+void lkv_press_free(lkv_press *p);
+
+/* The spec with every parameter spelled out (defaults resolved), e.g.
+ * "snapkv:ratio=0.5,query_aware=0,agg=mean,window=32,kernel=7,pool=max,every=0".
+ * Valid while p lives. */
+const char *lkv_press_canonical(const lkv_press *p);
+
+/* 1 if the policy is the full cache (nothing removed, selected or quantized). */
+int lkv_press_is_full(const lkv_press *p);
+
+/* Writes a human-readable list of every policy (implemented or not) with its
+ * parameters, defaults, ranges and source into buf (NUL-terminated, truncated
+ * to cap). Returns the length it wanted to write. */
+size_t lkv_press_list(char *buf, size_t cap);
+
 /* @@ SECTION model */
 
-/* @@ SECTION eval */
+/* ==================================================================== model
+ *
+ * A GGUF model (Llama family: SmolLM2) whose attention runs through the longkv
+ * cache. Weights stay memory-mapped and quantized; a context (lkv_ctx) is one
+ * sequence being evaluated: a KV cache, scratch buffers and the logits of the
+ * last token.
+ *
+ *     lkv_model *m = NULL;
+ *     if (lkv_model_load("SmolLM2-135M-Instruct.Q4_1.gguf", NULL, &m) < 0) ...
+ *     lkv_ctx_params cp = lkv_ctx_default_params();
+ *     cp.tp = tp;                                  // optional thread pool
+ *     lkv_ctx *ctx = NULL;
+ *     lkv_ctx_create(m, &cp, &ctx);
+ *     int32_t ids[512];
+ *     int n = lkv_tokenize(m, text, strlen(text), 1, 0, ids, 512);
+ *     lkv_ctx_prefill(ctx, ids, n);
+ *     lkv_sampler *s = NULL;
+ *     lkv_sampler_params sp = lkv_sampler_default_params(); // greedy
+ *     lkv_sampler_create(&sp, &s);
+ *     for (;;) {
+ *         int32_t t;
+ *         lkv_sampler_sample(s, lkv_ctx_logits(ctx), lkv_model_n_vocab(m), &t);
+ *         if (lkv_token_is_eog(m, t) || lkv_ctx_decode(ctx, t) < 0) break;
+ *     }
+ *
+ * Thread-safety: a model is immutable after loading and may be shared by any
+ * number of contexts on any threads. A context (and a sampler) must be used by
+ * one thread at a time.
+ */
+
+typedef struct lkv_model lkv_model;
+typedef struct lkv_ctx lkv_ctx;
+
+typedef struct lkv_model_params {
+    int load_tokenizer;  /* 1 (default): build the tokenizer from the GGUF metadata;
+                            0: weights only (tokenizer calls fail with LKV_ERR_STATE) */
+} lkv_model_params;
+
+lkv_model_params lkv_model_default_params(void);
+
+/* Loads a GGUF model: maps the file read-only, validates the architecture, the
+ * hyperparameters and the shape and type of every tensor the forward pass uses.
+ *   path  GGUF v3 file
+ *   p     parameters, or NULL for the defaults
+ *   out   receives the model (free with lkv_model_free); untouched on error
+ * Returns LKV_OK; LKV_ERR_IO (cannot open / map), LKV_ERR_FORMAT (corrupt file,
+ * missing key or tensor, wrong shape), LKV_ERR_UNSUPPORTED (architecture, tensor
+ * type or RoPE variant this build does not run), LKV_ERR_NOMEM. The message
+ * (lkv_last_error) names the key or tensor at fault. */
+int lkv_model_load(const char *path, const lkv_model_params *p, lkv_model **out);
+
+/* Unmaps and frees the model. Every context of the model must be freed first.
+ * NULL is a no-op. */
+void lkv_model_free(lkv_model *m);
+
+/* Hyperparameters and facts about a loaded model. */
+typedef struct lkv_model_info {
+    const char *arch;     /* "llama"; valid while the model lives */
+    const char *name;     /* general.name, or "" */
+    int n_layers;
+    int n_embd;           /* hidden size */
+    int n_ff;             /* feed-forward size */
+    int n_heads;          /* query heads */
+    int n_kv_heads;       /* KV heads */
+    int head_dim;
+    int n_vocab;
+    int n_ctx_train;      /* context length the model was trained for */
+    float rope_theta;
+    float rms_eps;
+    int tied_output;      /* 1 if the output head is the token embedding */
+    size_t n_params;      /* weight elements */
+    size_t weight_bytes;  /* bytes of weights in the file */
+    uint64_t model_id;    /* identity of the file (hash of its metadata and size) */
+} lkv_model_info;
+
+/* Fills *info. Returns LKV_OK or LKV_ERR_INVALID (NULL argument). */
+int lkv_model_get_info(const lkv_model *m, lkv_model_info *info);
+
+/* Vocabulary size (0 for NULL). */
+int lkv_model_n_vocab(const lkv_model *m);
+
+/* ------------------------------------------------------------ tokenizer */
+
+/* Encodes text[0..len) into token ids.
+ *   add_bos        1: prepend BOS if the model asks for it (tokenizer.ggml.add_bos_token)
+ *   parse_special  1: text like "<|im_start|>" becomes the special token; 0: plain text
+ *   ids, cap       output buffer (may be NULL with cap 0 to measure)
+ * Returns the number of tokens the text needs (>= 0; when larger than cap only
+ * the first cap ids are written, so call again with a bigger buffer), or a
+ * negative error (LKV_ERR_STATE without tokenizer, LKV_ERR_NOMEM, LKV_ERR_INVALID). */
+int lkv_tokenize(const lkv_model *m, const char *text, size_t len, int add_bos,
+                 int parse_special, int32_t *ids, int cap);
+
+/* Writes the bytes of one token's text (special tokens as their text, byte
+ * tokens as the raw byte) to buf[0..cap). Not NUL-terminated. Returns the
+ * length the piece needs (call again when larger than cap) or a negative error
+ * (LKV_ERR_RANGE for an id outside the vocabulary). A piece may be part of a
+ * UTF-8 character: concatenate pieces before displaying. */
+int lkv_token_to_piece(const lkv_model *m, int32_t token, char *buf, size_t cap);
+
+/* Decodes n ids into text at buf[0..cap) and NUL-terminates it when it fits.
+ * Returns the text length (without NUL; call again when >= cap) or a negative
+ * error. Special tokens are rendered as their text when render_special is 1,
+ * skipped when 0. */
+int lkv_detokenize(const lkv_model *m, const int32_t *ids, int n, int render_special,
+                   char *buf, size_t cap);
+
+/* 1 if the token ends a generation (end of turn / end of text), else 0. */
+int lkv_token_is_eog(const lkv_model *m, int32_t token);
+
+/* BOS id, or -1 if the model has none. */
+int32_t lkv_token_bos(const lkv_model *m);
+
+/* One message of a chat. */
+typedef struct lkv_chat_msg {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content; /* NUL-terminated */
+} lkv_chat_msg;
+
+/* Formats a chat with the model's template (ChatML for SmolLM2; a default
+ * system message is inserted when the template does so), ending with the
+ * assistant header when add_assistant is 1. Output at buf[0..cap),
+ * NUL-terminated when it fits. Tokenize the result with parse_special = 1.
+ * Returns the text length (call again when >= cap), LKV_ERR_UNSUPPORTED when
+ * the model's template is not one this build knows, or another negative error. */
+int lkv_chat_format(const lkv_model *m, const lkv_chat_msg *msgs, int n_msgs,
+                    int add_assistant, char *buf, size_t cap);
+
+/* ------------------------------------------------------------- contexts */
+
+/* Called once per layer and chunk, after that layer's attention, with the
+ * chunk's queries and keys after RoPE, its values and the attention output
+ * (before the output projection). Buffers are valid only during the call.
+ *   pos [n_tok]; q [n_tok][H][d]; k, v [n_tok][Hk][d]; o [n_tok][H][d]
+ * A negative return aborts the evaluation with that code. Runs on the thread
+ * that called lkv_ctx_eval. */
+typedef int (*lkv_layer_hook)(void *user, int layer, int n_tok, const int32_t *pos,
+                              const float *q, const float *k, const float *v,
+                              const float *o);
+
+typedef struct lkv_ctx_params {
+    int n_ctx;               /* most tokens the context holds; 0 = the model's training
+                                context (default 0) */
+    int n_batch;             /* tokens per forward chunk while prefilling (default 256) */
+    lkv_dtype kv_dtype;      /* element type of the cached K/V (default F16) */
+    int page_tokens;         /* tokens per cache page; 0 = the cache's default */
+    size_t kv_budget_bytes;  /* hard limit for the KV cache; 0 = no limit */
+    lkv_threadpool *tp;      /* threads for the forward pass; not owned; NULL = caller only */
+    lkv_layer_hook hook;     /* optional per-layer observer (NULL = none) */
+    void *hook_user;         /* passed to hook */
+} lkv_ctx_params;
+
+/* n_ctx 0, n_batch 256, kv_dtype F16, page_tokens 0, no budget, no pool, no hook. */
+lkv_ctx_params lkv_ctx_default_params(void);
+
+/* Creates a context for model m (which must outlive it) with an empty cache.
+ *   p    parameters, or NULL for the defaults (copied; tp must outlive the context)
+ *   out  receives the context; untouched on error
+ * Returns LKV_OK, LKV_ERR_INVALID (n_ctx < 0 or above 1<<24, n_batch < 1...),
+ * LKV_ERR_NOMEM. Scratch memory for n_batch tokens is allocated here. */
+int lkv_ctx_create(const lkv_model *m, const lkv_ctx_params *p, lkv_ctx **out);
+
+/* Frees the context and its cache. NULL is a no-op. */
+void lkv_ctx_free(lkv_ctx *ctx);
+
+/* Evaluates n tokens appended after the ones the context holds (positions
+ * lkv_ctx_pos(ctx) .. +n-1), in chunks of n_batch, storing their K/V in the cache.
+ *   tokens  [n] ids in [0, n_vocab)
+ *   logits  [n][n_vocab] receives the next-token logits after every token, or NULL
+ *           (caller-owned; only the last token's logits are computed then)
+ * Afterwards lkv_ctx_logits() gives the logits after the last token.
+ * Returns LKV_OK; LKV_ERR_RANGE (a token outside the vocabulary, or the context
+ * would exceed n_ctx), LKV_ERR_BUDGET (the cache is full), LKV_ERR_NOMEM, or the
+ * hook's error. On error the context keeps the tokens that were fully
+ * evaluated before the failing chunk (see lkv_ctx_pos). */
+int lkv_ctx_eval(lkv_ctx *ctx, const int32_t *tokens, int n, float *logits);
+
+/* lkv_ctx_eval(ctx, tokens, n, NULL): the prompt. */
+int lkv_ctx_prefill(lkv_ctx *ctx, const int32_t *tokens, int n);
+
+/* lkv_ctx_eval(ctx, &token, 1, NULL): one generated token. */
+int lkv_ctx_decode(lkv_ctx *ctx, int32_t token);
+
+/* Logits [n_vocab] after the last evaluated token, owned by the context and
+ * valid until its next eval/reset/free; NULL before the first eval. */
+const float *lkv_ctx_logits(const lkv_ctx *ctx);
+
+/* Number of tokens the context holds (= the position of the next token). */
+int lkv_ctx_pos(const lkv_ctx *ctx);
+
+/* Largest number of tokens the context can hold. */
+int lkv_ctx_n_ctx(const lkv_ctx *ctx);
+
+/* Forgets tokens at positions >= n (n = 0 empties the context). Returns LKV_OK
+ * or LKV_ERR_RANGE (n < 0 or n > pos). Logits become unavailable. */
+int lkv_ctx_truncate(lkv_ctx *ctx, int n);
+
+/* lkv_ctx_truncate(ctx, 0). */
+int lkv_ctx_reset(lkv_ctx *ctx);
+
+/* Bytes of KV cache the context holds now, measured from the cache's pool. */
+size_t lkv_ctx_kv_bytes(const lkv_ctx *ctx);
+
+/* Saves the context's KV cache and the tokens that produced it (a prompt
+ * snapshot) to path, atomically (temp file + rename), with checksums.
+ *   tokens [n] must be the tokens the context holds (n == lkv_ctx_pos(ctx)).
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_IO, LKV_ERR_NOMEM. */
+int lkv_ctx_save_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n);
+
+/* Loads a prompt snapshot into an empty context when it belongs to this model
+ * and its tokens are a prefix of tokens[0..n) (a snapshot is never trusted:
+ * identity, version and checksums are verified).
+ *   n_loaded  receives the number of tokens restored (0 on error)
+ * The caller then evaluates tokens[*n_loaded..n); when the snapshot covers all n
+ * tokens, the last one would have no logits, so it is
+ * re-evaluated: lkv_ctx_load_prompt restores at most n - 1 tokens (it truncates
+ * a snapshot of all n tokens to n - 1), so the last token is always evaluated.
+ * Returns LKV_OK; LKV_ERR_NOT_FOUND (no file), LKV_ERR_FORMAT (corrupt),
+ * LKV_ERR_VERSION (another model, format version or cache layout), LKV_ERR_RANGE
+ * (the tokens differ), LKV_ERR_STATE (the context is not empty), LKV_ERR_IO,
+ * LKV_ERR_NOMEM. On error the context is left empty. */
+int lkv_ctx_load_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n,
+                        int *n_loaded);
+
+/* ------------------------------------------------------------- sampling */
+
+typedef struct lkv_sampler lkv_sampler;
+
+typedef struct lkv_sampler_params {
+    float temperature;  /* <= 0: greedy (argmax; ties to the lowest id). Default 0 */
+    float top_p;        /* nucleus mass in (0, 1]; 1 = off. Default 1 */
+    int top_k;          /* keep the k most likely tokens; 0 = off. Default 0 */
+    uint64_t seed;      /* seed of the sampler's random generator. Default 0 */
+} lkv_sampler_params;
+
+lkv_sampler_params lkv_sampler_default_params(void);
+
+/* Creates a sampler (it owns a seeded random generator: the same seed and the
+ * same logits give the same tokens). Returns LKV_OK, LKV_ERR_INVALID (top_p
+ * outside (0, 1], top_k < 0, non-finite temperature) or LKV_ERR_NOMEM. */
+int lkv_sampler_create(const lkv_sampler_params *p, lkv_sampler **out);
+
+/* Frees the sampler. NULL is a no-op. */
+void lkv_sampler_free(lkv_sampler *s);
+
+/* Picks the next token from logits[n_vocab] (not modified). Returns LKV_OK,
+ * LKV_ERR_INVALID (NULL logits, n_vocab < 1) or LKV_ERR_NOMEM. NaN logits are
+ * treated as -infinity; if every logit is, token 0 is returned. */
+int lkv_sampler_sample(lkv_sampler *s, const float *logits, int n_vocab, int32_t *token);
+
+
+/* @@ SECTION eval
+ *
+ * Tasks, scores, reports and progress for honest accuracy/memory/speed numbers.
+ *
+ *   corpora   real prose (Jane Austen, the King James Bible: scripts/get_texts.sh
+ *             extracts them from Debian packages into data/texts/) split into
+ *             sentences, the haystacks of needle-in-a-haystack tasks.
+ *   tasks     seeded, deterministic prompt generators: passkey retrieval and
+ *             RULER-style needle-in-a-haystack (single, multi-key, multi-value,
+ *             multi-query), sized in tokens by a caller-supplied counter.
+ *   scores    answer extraction and scoring (exact match, string match).
+ *   reports   result rows written as JSON lines, CSV (RFC 4180) and Markdown;
+ *             scripts/plot_results.py draws the plots from the JSON lines.
+ *   progress  items done, rate and time left on long runs.
+ *
+ * EXAMPLE
+ *     lkv_corpus *c = NULL;
+ *     lkv_corpus_load("data/texts/austen.txt", &c);
+ *     lkv_task_params p = lkv_task_default_params();
+ *     lkv_task_params_preset("niah_multikey", &p);
+ *     p.ctx_tokens = 4096; p.depth = 25; p.seed = 7;
+ *     p.count_tokens = my_counter; p.count_ctx = my_tokenizer;
+ *     lkv_task_sample s = {0};
+ *     if (lkv_task_generate(&p, c, &s) == LKV_OK) {
+ *         // feed s.context (compressible) then s.question and s.answer_prefix
+ *         double score = lkv_task_score(&s, generated_text);
+ *     }
+ *     lkv_task_sample_clear(&s);
+ *     lkv_corpus_free(c);
+ */
+
+/* ------------------------------------------------------------ token counting */
+
+/* Counts the tokens of text[0..len) (not NUL-terminated) for some tokenizer.
+ * Returns the count (>= 0) or a negative lkv_error code, which callers forward.
+ * The model layer provides one for its tokenizer; tests use a stand-in. */
+typedef int (*lkv_count_tokens_fn)(void *ctx, const char *text, size_t len);
+
+/* A stand-in counter: the number of whitespace-separated words (ctx unused).
+ * Additive over text joined at whitespace, which makes depths easy to check. */
+int lkv_count_words(void *ctx, const char *text, size_t len);
+
+/* ------------------------------------------------------------ corpora */
+
+/* Prose split into sentences. Immutable after creation: thread-safe to read. */
+typedef struct lkv_corpus lkv_corpus;
+
+/* Loads a UTF-8 text file as a corpus. Paragraphs are separated by blank lines;
+ * inside a paragraph runs of whitespace become one space. Sentences end at
+ * . ! ? (plus closing quotes/brackets) followed by a space and a word that does
+ * not start in lower case, except after common abbreviations ("Mr.", "St.") and
+ * initials. The corpus name is the file's base name without extension.
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_IO, LKV_ERR_FORMAT (no sentence, or
+ * a sentence over 1 MiB) or LKV_ERR_NOMEM. */
+int lkv_corpus_load(const char *path, lkv_corpus **out);
+
+/* The same from memory (text[0..len) is copied); name may be NULL ("text"). */
+int lkv_corpus_from_text(const char *name, const char *text, size_t len, lkv_corpus **out);
+
+/* A small built-in set of paragraphs (original text written for longkv), for
+ * tests and demos when the real texts are absent. Its name is "builtin". */
+int lkv_corpus_builtin(lkv_corpus **out);
+
+void lkv_corpus_free(lkv_corpus *c);
+const char *lkv_corpus_name(const lkv_corpus *c);
+size_t lkv_corpus_n_sentences(const lkv_corpus *c);
+
+/* Sentence i (0 <= i < n): *text points into the corpus (not NUL-terminated),
+ * *len bytes; *para_end = 1 if a paragraph ends after it (may be NULL).
+ * Returns LKV_OK or LKV_ERR_RANGE. */
+int lkv_corpus_sentence(const lkv_corpus *c, size_t i, const char **text, size_t *len,
+                        int *para_end);
+
+/* ------------------------------------------------------------ tasks */
+
+typedef enum lkv_task_kind {
+    /* "The pass key is NNNNN. Remember it. NNNNN is the pass key." hidden in
+     * repeated filler ("The grass is green. ..."); a 5-digit key. */
+    LKV_TASK_PASSKEY = 0,
+    /* RULER needle-in-a-haystack over a corpus: needles "One of the special
+     * magic numbers for {key} is: {value}." with word keys and 7-digit values. */
+    LKV_TASK_NIAH = 1
+} lkv_task_kind;
+
+#define LKV_TASK_MAX_NEEDLES 32
+
+typedef struct lkv_task_params {
+    lkv_task_kind kind;
+    int ctx_tokens;    /* target length of the whole prompt (context + question +
+                        * answer prefix) in tokens; the result is <= ctx_tokens and
+                        * short of it by less than one haystack sentence (or filler
+                        * unit) plus tokenizer joins */
+    double depth;      /* 0..100: where the first asked needle sits, as the share of
+                        * haystack tokens before it; placed at the nearest sentence
+                        * boundary (the achieved depth is reported) */
+    uint64_t seed;     /* everything random (key, values, words, haystack start,
+                        * other needles' depths) derives from it */
+    int n_keys;        /* NIAH: needles with distinct keys, 1.. (multi-key: the
+                        * others are distractors) */
+    int n_values;      /* NIAH: values per key, 1.. (multi-value) */
+    int n_queries;     /* NIAH: keys asked about, 1..n_keys (multi-query) */
+    lkv_count_tokens_fn count_tokens; /* NULL: lkv_count_words */
+    void *count_ctx;
+} lkv_task_params;
+
+/* passkey, ctx_tokens 1024, depth 50, seed 0, one key/value/query, word counter. */
+lkv_task_params lkv_task_default_params(void);
+
+/* Sets kind and n_keys/n_values/n_queries from a task name (other fields kept):
+ *   passkey, niah_single (1/1/1), niah_multikey (4/1/1), niah_multivalue (1/4/1),
+ *   niah_multiquery (4/1/4)       -- the RULER variants' needle counts.
+ * Returns LKV_OK or LKV_ERR_NOT_FOUND. */
+int lkv_task_params_preset(const char *name, lkv_task_params *p);
+
+/* One needle as placed in the prompt. */
+typedef struct lkv_needle {
+    char key[40];     /* NIAH key ("amber-lantern"); "" for passkey */
+    char value[16];   /* digits */
+    size_t offset;    /* byte offset of the needle sentence in prompt */
+    size_t len;       /* its length in bytes */
+    int token_pos;    /* tokens of prompt[0..offset) */
+    double depth;     /* achieved depth in percent: haystack tokens before it (not
+                       * counting other needles) / all haystack tokens */
+    int asked;        /* 1 if the question asks for this needle's value */
+} lkv_needle;
+
+/* A generated prompt. The four strings are NUL-terminated and owned by the
+ * sample; prompt = context + "\n" + question + " " + answer_prefix, where context
+ * is the instruction and the haystack (what a press may compress) and the question
+ * is kept out of compression unless a run is query-aware. Chat models wrap
+ * context + question in the user turn and start the reply with answer_prefix. */
+typedef struct lkv_task_sample {
+    char *prompt, *context, *question, *answer_prefix;
+    size_t prompt_len, context_len;
+    char task[24];            /* preset name ("passkey", "niah_multikey", ...) or "niah" */
+    char corpus[32];          /* haystack source: corpus name or "filler" */
+    uint64_t seed;
+    int ctx_target;           /* params.ctx_tokens */
+    int n_tokens;             /* tokens of prompt */
+    int context_tokens;       /* tokens of context */
+    int haystack_tokens;      /* sum of the tokens of the haystack sentences */
+    int haystack_sentences;   /* sentences (filler units for passkey) used */
+    size_t haystack_offset;   /* bytes [haystack_offset, haystack_end) of prompt hold */
+    size_t haystack_end;      /* the haystack with its needles */
+    size_t corpus_start;      /* first corpus sentence used */
+    int wrapped;              /* 1 if the haystack ran past the corpus end and
+                               * continued from its start (repeated text) */
+    double depth;             /* requested depth (percent) */
+    double depth_actual;      /* achieved depth of the first asked needle */
+    int n_needles;
+    lkv_needle needles[LKV_TASK_MAX_NEEDLES];
+    int n_expected;           /* values the answer must contain, in asked order */
+    char expected[LKV_TASK_MAX_NEEDLES][16];
+} lkv_task_sample;
+
+/* Generates one sample. corpus: the haystack for NIAH (required), ignored for
+ * passkey. *out must be zeroed or cleared; on failure it is left cleared.
+ * Deterministic: the same params, corpus and counter give the same sample.
+ * Returns LKV_OK, LKV_ERR_INVALID (bad params, or ctx_tokens too small for the
+ * template: the message says how many tokens it needs), LKV_ERR_NOMEM, or the
+ * counter's error. */
+int lkv_task_generate(const lkv_task_params *p, const lkv_corpus *corpus,
+                      lkv_task_sample *out);
+
+/* Frees the sample's strings and zeroes it. NULL or a zeroed sample is fine. */
+void lkv_task_sample_clear(lkv_task_sample *s);
+
+/* ------------------------------------------------------------ scores */
+
+/* Finds the first run of exactly five ASCII digits in text (a run of 4 or 6+
+ * digits is not a 5-digit number and is skipped). Copies it into out (NUL-
+ * terminated) and returns 1, or returns 0 (out = ""). */
+int lkv_extract_passkey(const char *text, char out[6]);
+
+/* 1 if the first 5-digit number of output equals expected, else 0. */
+double lkv_score_passkey(const char *output, const char *expected);
+
+/* RULER's string match: the fraction of expected[0..n) that occur in output as
+ * substrings, ignoring ASCII case. 0 for NULL output; 0 if n <= 0. */
+double lkv_score_string_match(const char *output, const char *const *expected, int n);
+
+/* Scores a generated text against a sample: passkey exact match, NIAH string
+ * match. NaN if s is NULL or has no expected answer. */
+double lkv_task_score(const lkv_task_sample *s, const char *output);
+
+/* ------------------------------------------------------------ reports */
+
+typedef enum lkv_value_kind {
+    LKV_VALUE_NULL = 0,
+    LKV_VALUE_INT = 1,  /* i */
+    LKV_VALUE_NUM = 2,  /* num; NaN and infinities are written as null / empty */
+    LKV_VALUE_STR = 3,  /* str (UTF-8; NULL is null) */
+    LKV_VALUE_BOOL = 4  /* i != 0 */
+} lkv_value_kind;
+
+/* An extra column of a result row (depth, samples, n_tokens, ...). */
+typedef struct lkv_report_field {
+    const char *key;
+    lkv_value_kind kind;
+    int64_t i;
+    double num;
+    const char *str;
+} lkv_report_field;
+
+/* One result: a task at one (press, ratio, ctx). Strings are copied by
+ * lkv_report_add. Unknown numbers: NaN for doubles, -1 for byte counts; both are
+ * written as null in JSON and as empty cells in CSV/Markdown. */
+typedef struct lkv_result_row {
+    const char *task;     /* "passkey", "niah_single", "ppl", ... */
+    const char *model;    /* model name or file */
+    const char *press;    /* policy spec; "full" for the full-cache baseline */
+    double ratio;         /* compression ratio: fraction of the KV removed (0 = full) */
+    int64_t ctx;          /* context length, tokens */
+    double score;         /* task score (0..1 for passkey/NIAH; perplexity for ppl) */
+    int64_t kv_bytes;     /* KV bytes held, measured from the pool */
+    int64_t peak_rss;     /* bytes */
+    double prefill_tps;   /* tokens/s */
+    double decode_tps;    /* tokens/s */
+    uint64_t seed;
+    const lkv_report_field *extra; /* [n_extra] more columns, keys distinct from the above */
+    int n_extra;
+} lkv_result_row;
+
+/* Strings NULL (null), numbers unknown (NaN / -1), seed 0, no extras. */
+lkv_result_row lkv_result_row_default(void);
+
+typedef enum lkv_report_format {
+    LKV_REPORT_JSONL = 0,    /* one JSON object per line, keys in column order */
+    LKV_REPORT_CSV = 1,      /* RFC 4180: header line, CRLF line ends */
+    LKV_REPORT_MARKDOWN = 2  /* a GitHub-flavoured Markdown table */
+} lkv_report_format;
+
+/* A table of result rows. Columns: the eleven standard keys, then extra keys in
+ * first-seen order; a row lacking a column has null / an empty cell there. Not
+ * thread-safe: one thread adds rows. */
+typedef struct lkv_report lkv_report;
+
+int lkv_report_create(lkv_report **out);
+void lkv_report_free(lkv_report *r); /* closes the stream too */
+
+/* Appends every row added from now on to the JSON-lines file at path (created
+ * if missing, appended to otherwise), flushed after each row, so a long run
+ * that stops early keeps what it measured. Returns LKV_OK or LKV_ERR_IO. */
+int lkv_report_stream_jsonl(lkv_report *r, const char *path);
+
+/* Adds a row (copied). Returns LKV_OK, LKV_ERR_INVALID (NULL, an extra key
+ * that is empty, repeats or shadows a standard key), LKV_ERR_NOMEM or
+ * LKV_ERR_IO (the stream's write failed; the row is kept in memory). */
+int lkv_report_add(lkv_report *r, const lkv_result_row *row);
+
+int lkv_report_n_rows(const lkv_report *r);
+
+/* Renders all rows in a format into buf (NUL-terminated, truncated to cap; buf
+ * may be NULL when cap is 0); *len receives the full length without the NUL, so
+ * a caller can size a second call. Returns LKV_OK, LKV_ERR_INVALID or
+ * LKV_ERR_NOMEM. */
+int lkv_report_render(const lkv_report *r, lkv_report_format fmt, char *buf, size_t cap,
+                      size_t *len);
+
+/* Writes all rows to path atomically (temporary file, then rename).
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_NOMEM or LKV_ERR_IO. */
+int lkv_report_write(const lkv_report *r, lkv_report_format fmt, const char *path);
+
+/* ------------------------------------------------------------ memory */
+
+/* Peak resident set size of this process in bytes (Linux VmHWM from
+ * /proc/self/status, else getrusage's ru_maxrss); -1 if unknown. */
+int64_t lkv_peak_rss_bytes(void);
+
+/* Current resident set size in bytes (VmRSS); -1 if unknown. */
+int64_t lkv_rss_bytes(void);
+
+/* Resets the peak to the current RSS (Linux: writes 5 to /proc/self/clear_refs)
+ * so one process can measure the peak of each configuration of a sweep.
+ * Returns LKV_OK or LKV_ERR_UNSUPPORTED (then peaks are since process start). */
+int lkv_peak_rss_reset(void);
+
+/* ------------------------------------------------------------ progress */
+
+typedef enum lkv_progress_mode {
+    LKV_PROGRESS_AUTO = 0,  /* TTY if fd is a terminal, else LINES */
+    LKV_PROGRESS_TTY = 1,   /* one line redrawn in place (\r), at most every tty_interval */
+    LKV_PROGRESS_LINES = 2, /* a plain line every line_interval seconds (logs, CI) */
+    LKV_PROGRESS_OFF = 3
+} lkv_progress_mode;
+
+typedef struct lkv_progress_params {
+    const char *label;      /* shown first ("eval"); copied */
+    int64_t total;          /* items in the run; <= 0 if unknown (no % or ETA) */
+    int fd;                 /* file descriptor written to (2 = stderr) */
+    lkv_progress_mode mode;
+    double tty_interval;    /* seconds between redraws (0.2) */
+    double line_interval;   /* seconds between plain lines (10) */
+} lkv_progress_params;
+
+/* label "progress", total 0, fd 2, AUTO, 0.2 s, 10 s. */
+lkv_progress_params lkv_progress_default_params(void);
+
+typedef struct lkv_progress lkv_progress;
+
+int lkv_progress_create(const lkv_progress_params *p, lkv_progress **out);
+
+/* Records that `done` items are finished (absolute count) and may draw:
+ * "label  12/100  12.0%  0.85/s  ETA 1m43s  note". note (may be NULL) names the
+ * current item. Never fails; write errors are ignored. */
+void lkv_progress_update(lkv_progress *pg, int64_t done, const char *note);
+
+/* Draws the final state (with the elapsed time) and ends the line. */
+void lkv_progress_finish(lkv_progress *pg);
+
+void lkv_progress_free(lkv_progress *pg);
 
 #ifdef __cplusplus
 }

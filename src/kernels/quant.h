@@ -62,4 +62,28 @@ size_t lkv_matmul_scratch_bytes(int type, int64_t cols, int n_tok);
 /* Copies row `r` of W, dequantized, into dst[cols] (embedding lookup). */
 int lkv_get_row(int type, const void *w, int64_t cols, int64_t r, float *dst);
 
+/* ------------------------------------------- internal: kernels and tests
+ * (extensions of the interface above; the signatures above are unchanged) */
+
+/* Elements per activation block of the integer product for weights of `type`
+ * (32, or 256 for the k-quants); 0 when the product runs in float
+ * (F32/F16/BF16) or the type is unsupported. */
+int lkv_qact_block(int type);
+
+/* The reference activation quantization every ISA reproduces exactly: per
+ * block of B = lkv_qact_block(type) elements, amax = max|x|, d = amax/127 and
+ * q[i] = nearbyint(x[i] * (127/amax)) (round half to even; all zero when amax
+ * is 0). Writes q[n] and d[n/B]; n must be a multiple of B. */
+void lkv_quantize_act_ref(int type, const float *x, int64_t n, int8_t *q, float *d);
+
+/* Bytes of one quantized activation row of `cols` elements, in any kernel's
+ * layout (an upper bound, multiple of 64). */
+size_t lkv_qact_row_bytes(int64_t cols);
+
+struct lkv_kernel_table;
+/* lkv_matmul with an explicit kernel table (tests compare every ISA level). */
+int lkv_matmul_with(const struct lkv_kernel_table *kt, int type, const void *w, int64_t rows,
+                    int64_t cols, const float *x, int n_tok, float *y, void *scratch,
+                    lkv_threadpool *tp);
+
 #endif

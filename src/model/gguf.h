@@ -45,6 +45,7 @@ typedef struct lkv_gguf_tensor {
     int64_t ne[4];               /* ne[0] = row length (contiguous), unused dims = 1 */
     const void *data;            /* into the mapping, aligned as the file says */
     size_t nbytes;
+    uint64_t offset;             /* of the data, from the start of the data section */
 } lkv_gguf_tensor;
 
 typedef struct lkv_gguf lkv_gguf;

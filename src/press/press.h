@@ -71,4 +71,81 @@ int lkv_press_stage_given(const lkv_press_stage *st, const char *key);
  * LKV_ERR_INVALID / LKV_ERR_UNSUPPORTED with a message. */
 int lkv_press_parse(const char *spec, struct lkv_press *p);
 
+
+/* ------------------------------------------------------------------ hooks
+ * The model runtime drives a policy through these calls, once per sequence:
+ *
+ *   lkv_press_state_create(press, geometry)       when a context is created
+ *   lkv_press_begin_prompt(st, n_prompt, n_q)     before the prompt: which part is
+ *                                                 the question (kept out unless
+ *                                                 query_aware=1)
+ *   lkv_press_window(st, &start, &len)            prompt rows whose queries the
+ *                                                 model keeps per layer (SnapKV...)
+ *   lkv_press_adjust_attn(st, layer, &ap)         masks the policy implies
+ *                                                 (StreamingLLM: sinks + window)
+ *   lkv_press_wants_observer(st, layer, decode)   whether to run attention with
+ *   lkv_press_observe(st, seq, layer, obs, ...)   the observer and hand it over
+ *   lkv_press_after_prefill(st, seq, q_window...) one-shot compression
+ *   lkv_press_after_decode(st, seq)               keep within budget while decoding
+ *
+ * Every call that removes tokens goes through lkv_seq_keep, so memory is really
+ * returned to the pool; every stage records what it did in the report.
+ */
+typedef struct lkv_press_geom {
+    int n_layers, q_heads, kv_heads, head_dim;
+} lkv_press_geom;
+
+typedef struct lkv_press_state lkv_press_state;
+
+int lkv_press_state_create(const struct lkv_press *p, const lkv_press_geom *g,
+                           lkv_press_state **out);
+void lkv_press_state_free(lkv_press_state *st);
+
+/* The prompt about to be evaluated has n_prompt tokens; its last n_question are
+ * the question (0: none). Resets per-prompt state. */
+int lkv_press_begin_prompt(lkv_press_state *st, int n_prompt, int n_question);
+
+/* Prompt rows [*start, *start + *len) whose queries after_prefill needs, per
+ * layer ([len][q_heads][head_dim]); *len = 0 when none are needed. */
+void lkv_press_window(const lkv_press_state *st, int *start, int *len);
+
+/* Adjusts the attention masks of one layer (e.g. sinks + sliding window). */
+void lkv_press_adjust_attn(const lkv_press_state *st, int layer, lkv_attn_params *ap);
+
+/* 1 if the model must compute the observer for this layer (decode = 0 during
+ * the prompt, 1 while generating) and pass it to lkv_press_observe. */
+int lkv_press_wants_observer(const lkv_press_state *st, int layer, int decode);
+
+/* Accumulates observer masses obs[h * stride + slot] of one attention call
+ * over the layer's current slots. */
+int lkv_press_observe(lkv_press_state *st, const lkv_seq *seq, int layer, const float *obs,
+                      int stride);
+
+/* After the whole prompt is in the cache. q_window[layer] holds the queries of
+ * the rows given by lkv_press_window ([len][q_heads][head_dim], post-RoPE), and
+ * ap[layer] the layer's attention parameters. */
+int lkv_press_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *const *q_window,
+                            const lkv_attn_params *ap, lkv_threadpool *tp);
+
+/* After every generated token (all layers appended). */
+int lkv_press_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool *tp);
+
+/* What the policy did so far, as text (tokens kept per layer/head, bytes). */
+size_t lkv_press_state_report(const lkv_press_state *st, char *buf, size_t cap);
+
+/* Query-aware page selection (Quest): for one decode step of one layer, picks
+ * per KV head the pages to attend. q [n_q][q_heads][head_dim] (post-RoPE).
+ * Writes sel[h * sel_stride + i] (ascending page indices), sel_count[h].
+ * Returns 1 when a selection was made, 0 when the layer attends densely (no
+ * selection policy, a dense layer, or too few pages), or an error. */
+int lkv_press_select(lkv_press_state *st, const lkv_seq *seq, int layer, const float *q, int n_q,
+                     int *sel, int *sel_count, int sel_stride);
+
+/* Checks that the policy can run on a cache with these parameters (e.g.
+ * Quest's page size must equal the cache's page_tokens). */
+int lkv_press_check_cache(const lkv_press_state *st, const lkv_cache_params *cp);
+
+/* Pages attended / pages held by the selection policy so far (for reports). */
+void lkv_press_select_stats(const lkv_press_state *st, int64_t *attended, int64_t *held);
+
 #endif

@@ -1,0 +1,170 @@
+/* roofline.c -- measures the machine's limits: read bandwidth (DRAM- or
+ * cache-resident working sets) and f32 FMA peak, for one thread or a pool.
+ *
+ * The inner loops are kernel-table entries (ref/, x86/avx2/, x86/avx512/
+ * roofline.c); this file is the driver: buffers, threads, timing. Timing keeps
+ * the best repetition after a warm-up, the usual way to estimate a ceiling on a
+ * machine with other load: noise only ever makes a repetition slower.
+ */
+#include "common/alloc.h"
+#include "common/error.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <time.h>
+
+#define DEFAULT_SECONDS 0.2
+#define MIN_REPS 3
+#define MAX_BYTES ((size_t)1 << 40)
+/* Bytes each thread reads per repetition, at least: short repetitions would
+ * measure the pool's wake-up instead of the memory system. */
+#define READ_BYTES_PER_REP ((size_t)64 << 20)
+/* Wall time of one FMA repetition, at least. */
+#define FMA_SECONDS_PER_REP 0.002
+/* Per-thread results are spaced one cache line apart (no false sharing). */
+#define SLOT 16
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int check_seconds(const char *fn, double *min_seconds) {
+    if (!(*min_seconds >= 0.0 && *min_seconds <= 60.0)) /* also rejects NaN */
+        LKV_FAIL(LKV_ERR_INVALID, "%s: min_seconds=%g not in [0, 60]", fn, *min_seconds);
+    if (*min_seconds == 0.0)
+        *min_seconds = DEFAULT_SECONDS;
+    return LKV_OK;
+}
+
+/* ------------------------------------------------------- read bandwidth */
+
+typedef struct read_job {
+    lkv_read_sum_fn sum;
+    float *buf;            /* [n_threads][slice] */
+    size_t slice;          /* floats per thread, a multiple of 16 */
+    int passes;            /* passes over the slice per repetition */
+    double *out;           /* [n_threads * SLOT] sums, so the loads are not dead */
+} read_job;
+
+/* Task = one thread's share. The slice is chosen by the thread, not the task,
+ * so a cache-resident slice stays in the cache of the core that reads it. */
+static void read_task(void *arg, int task, int thread) {
+    (void)task;
+    read_job *j = arg;
+    const float *x = j->buf + (size_t)thread * j->slice;
+    double s = 0.0;
+    for (int p = 0; p < j->passes; p++)
+        s += j->sum(x, j->slice);
+    j->out[(size_t)thread * SLOT] += s;
+}
+
+/* First touch by the thread that will read the slice (NUMA-local pages). */
+static void fill_task(void *arg, int task, int thread) {
+    (void)task;
+    read_job *j = arg;
+    float *x = j->buf + (size_t)thread * j->slice;
+    for (size_t i = 0; i < j->slice; i++)
+        x[i] = (float)(i & 255) * (1.0f / 256.0f);
+}
+
+int lkv_measure_read_bandwidth(size_t bytes, double min_seconds, lkv_threadpool *tp,
+                               double *gbps) {
+    if (!gbps)
+        LKV_FAIL(LKV_ERR_INVALID, "measure_read_bandwidth: gbps is NULL");
+    *gbps = 0.0;
+    LKV_TRY(check_seconds("measure_read_bandwidth", &min_seconds));
+    int n = lkv_threadpool_size(tp);
+    if (bytes < (size_t)4096 * (size_t)n || bytes > MAX_BYTES)
+        LKV_FAIL(LKV_ERR_INVALID,
+                 "measure_read_bandwidth: bytes=%zu not in [4096 * %d threads, 2^40]", bytes, n);
+
+    lkv_kernel_table t;
+    lkv_kernels_build(&t, lkv_cpu_isa());
+    read_job j = {t.read_sum, NULL, (bytes / sizeof(float) / (size_t)n) & ~(size_t)15, 1, NULL};
+    size_t slice_bytes = j.slice * sizeof(float);
+    if (slice_bytes < READ_BYTES_PER_REP)
+        j.passes = (int)((READ_BYTES_PER_REP + slice_bytes - 1) / slice_bytes);
+    j.buf = lkv_malloc(slice_bytes * (size_t)n);
+    j.out = lkv_calloc((size_t)n * SLOT, sizeof(double));
+    if (!j.buf || !j.out) {
+        lkv_free(j.buf);
+        lkv_free(j.out);
+        LKV_FAIL(LKV_ERR_NOMEM, "measure_read_bandwidth: cannot allocate %zu bytes", bytes);
+    }
+    lkv_threadpool_run(tp, n, fill_task, &j);
+    lkv_threadpool_run(tp, n, read_task, &j); /* warm-up */
+
+    double best = INFINITY, start = now_seconds(), t1 = start;
+    for (int reps = 0; reps < MIN_REPS || t1 - start < min_seconds; reps++) {
+        double t0 = now_seconds();
+        lkv_threadpool_run(tp, n, read_task, &j);
+        t1 = now_seconds();
+        if (t1 - t0 < best)
+            best = t1 - t0;
+    }
+    double bytes_per_rep = (double)slice_bytes * (double)n * (double)j.passes;
+    *gbps = bytes_per_rep / (best > 1e-9 ? best : 1e-9) * 1e-9;
+    lkv_free(j.buf);
+    lkv_free(j.out);
+    return LKV_OK;
+}
+
+/* ------------------------------------------------------------- FMA peak */
+
+typedef struct fma_job {
+    lkv_fma_loop_fn loop;
+    long iters;
+    float sink[256 * SLOT];  /* one line per thread (pool size <= 256) */
+    double flops[256];       /* flops of the last repetition, per task */
+} fma_job;
+
+static void fma_task(void *arg, int task, int thread) {
+    fma_job *j = arg;
+    j->flops[task] = j->loop(&j->sink[(size_t)thread * SLOT], j->iters);
+}
+
+/* One repetition on every thread; returns its wall time and total flops. */
+static double fma_rep(lkv_threadpool *tp, int n, fma_job *j, double *flops) {
+    double t0 = now_seconds();
+    lkv_threadpool_run(tp, n, fma_task, j);
+    double dt = now_seconds() - t0;
+    *flops = 0.0;
+    for (int i = 0; i < n; i++)
+        *flops += j->flops[i];
+    return dt;
+}
+
+int lkv_measure_fma_peak(double min_seconds, lkv_threadpool *tp, double *gflops) {
+    if (!gflops)
+        LKV_FAIL(LKV_ERR_INVALID, "measure_fma_peak: gflops is NULL");
+    *gflops = 0.0;
+    LKV_TRY(check_seconds("measure_fma_peak", &min_seconds));
+    int n = lkv_threadpool_size(tp);
+
+    lkv_kernel_table t;
+    lkv_kernels_build(&t, lkv_cpu_isa());
+    fma_job *j = lkv_calloc(1, sizeof *j);
+    if (!j)
+        LKV_FAIL(LKV_ERR_NOMEM, "measure_fma_peak: out of memory");
+    j->loop = t.fma_loop;
+    j->iters = 1 << 14;
+    double flops, dt;
+    /* Warm-up doubles as calibration: grow the repetition until it is long
+     * enough that thread wake-up and clock reads do not matter. */
+    while ((dt = fma_rep(tp, n, j, &flops)) < FMA_SECONDS_PER_REP && j->iters < (1L << 40))
+        j->iters *= 2;
+
+    double best = 0.0, start = now_seconds(), t1 = start;
+    for (int reps = 0; reps < MIN_REPS || t1 - start < min_seconds; reps++) {
+        dt = fma_rep(tp, n, j, &flops);
+        t1 = now_seconds();
+        double rate = flops / (dt > 1e-9 ? dt : 1e-9);
+        if (rate > best)
+            best = rate;
+    }
+    *gflops = best * 1e-9;
+    lkv_free(j);
+    return LKV_OK;
+}

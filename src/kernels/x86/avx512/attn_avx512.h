@@ -1,0 +1,158 @@
+/* attn_avx512.h -- private helpers of the AVX-512 (F/BW/DQ/VL) attention
+ * kernels: 16-lane K/V loads that convert to f32, exp, soft-cap, key masks.
+ * Only files under x86/avx512/ include this header. The kernels have the same
+ * two shapes as the AVX2 ones (attn_rows.c: few rows, 16 keys per block;
+ * attn_tile.c: many rows, 12 x 32 micro-GEMMs), for head dims that are a
+ * multiple of 16; other head dims go to the AVX2 kernels (attn.c).
+ */
+#ifndef LKV_X86_AVX512_ATTN_AVX512_H
+#define LKV_X86_AVX512_ATTN_AVX512_H
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+#define AVX512_INLINE static inline __attribute__((always_inline))
+
+static inline size_t avx512_kv_stride(const lkv_attn_block *b) {
+    return b->kv_stride ? b->kv_stride : (size_t)b->d;
+}
+
+static inline const float *avx512_query_row(const lkv_attn_block *b, int r) {
+    return b->q + (size_t)(r / b->G) * b->q_stride + (size_t)(r % b->G) * (size_t)b->d;
+}
+
+static inline int32_t avx512_key_pos(const lkv_kv_run *run, int t) {
+    return run->pos ? run->pos[t] : run->pos0 + t;
+}
+
+static inline size_t avx512_dtype_bytes(lkv_dtype dt) {
+    return dt == LKV_DTYPE_F32 ? 4 : 2;
+}
+
+AVX512_INLINE const void *avx512_elem(const void *base, size_t i, lkv_dtype dt) {
+    return (const char *)base + i * avx512_dtype_bytes(dt);
+}
+
+/* 1 if no query row in tokens [tok0, tok1) can see a key in [pk_first, pk_last]. */
+static inline int avx512_span_masked(const lkv_attn_block *b, int tok0, int tok1,
+                                     int32_t pk_first, int32_t pk_last) {
+    int32_t q_first = b->q_pos[tok0], q_last = b->q_pos[tok1 - 1];
+    if (b->causal && pk_first > q_last)
+        return 1;
+    if (b->window > 0 && pk_first >= b->n_sink && (int64_t)q_first - pk_last >= b->window)
+        return 1;
+    return 0;
+}
+
+/* 1 if every query row in tokens [tok0, tok1) sees every key in [pk_first, pk_last]. */
+static inline int avx512_span_visible(const lkv_attn_block *b, int tok0, int tok1,
+                                      int32_t pk_first, int32_t pk_last) {
+    int32_t q_first = b->q_pos[tok0], q_last = b->q_pos[tok1 - 1];
+    if (b->causal && pk_last > q_first)
+        return 0;
+    if (b->window > 0 && pk_last >= b->n_sink && (int64_t)q_last - pk_first >= b->window)
+        return 0;
+    return 1;
+}
+
+/* 16 elements of a K/V row at element index i, converted to f32 (f16 with
+ * vcvtph2ps, bf16 by widening and shifting into the high half). */
+AVX512_INLINE __m512 avx512_load16(const void *base, size_t i, lkv_dtype dt) {
+    if (dt == LKV_DTYPE_F16)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i)));
+    if (dt == LKV_DTYPE_BF16) {
+        __m512i w = _mm512_cvtepu16_epi32(
+            _mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i)));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+    }
+    return _mm512_loadu_ps((const float *)base + i);
+}
+
+/* 8 elements (for the 8 x 8 transposes of the tile packing). */
+AVX512_INLINE __m256 avx512_load8(const void *base, size_t i, lkv_dtype dt) {
+    if (dt == LKV_DTYPE_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+    if (dt == LKV_DTYPE_BF16) {
+        __m256i w = _mm256_cvtepu16_epi32(
+            _mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+    }
+    return _mm256_loadu_ps((const float *)base + i);
+}
+
+/* e^x for x <= 88: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial (relative
+ * error ~2e-7), then scalef by 2^n. Inputs below -87.33 (and -inf) give 0. */
+AVX512_INLINE __m512 avx512_exp(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.33654f);
+    __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(keep, p, n);
+}
+
+/* cap * tanh(s / cap), tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|). */
+AVX512_INLINE __m512 avx512_softcap(__m512 s, float cap) {
+    __m512 x = _mm512_div_ps(s, _mm512_set1_ps(cap));
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 e = avx512_exp(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0f)));
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    __m512 sign = _mm512_castsi512_ps(
+        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u)));
+    return _mm512_mul_ps(_mm512_or_ps(t, sign), _mm512_set1_ps(cap));
+}
+
+/* Logits of one row for 16 keys: scale, soft-cap, then -inf where vis is 0. */
+AVX512_INLINE __m512 avx512_finish_logits(const lkv_attn_block *b, __m512 dot, __mmask16 vis) {
+    __m512 s = _mm512_mul_ps(dot, _mm512_set1_ps(b->scale));
+    if (b->softcap > 0.0f)
+        s = avx512_softcap(s, b->softcap);
+    return _mm512_mask_blend_ps(vis, _mm512_set1_ps(-INFINITY), s);
+}
+
+/* Lanes j < nk of 16. */
+static inline __mmask16 avx512_first(int nk) {
+    return nk >= 16 ? (__mmask16)0xFFFF : nk <= 0 ? (__mmask16)0 : (__mmask16)((1u << nk) - 1);
+}
+
+/* Lanes where key j (< nk, positions pk) is visible to query pq. */
+AVX512_INLINE __mmask16 avx512_visible16(const lkv_attn_block *b, int32_t pq, __m512i pk, int nk) {
+    __mmask16 vis = avx512_first(nk);
+    __m512i q = _mm512_set1_epi32(pq);
+    if (b->causal)
+        vis &= _mm512_cmple_epi32_mask(pk, q);
+    if (b->window > 0) {
+        /* visible iff pq - pk < window or pk < n_sink (positions below 2^30) */
+        __mmask16 in_win = _mm512_cmplt_epi32_mask(_mm512_sub_epi32(q, pk),
+                                                   _mm512_set1_epi32(b->window));
+        __mmask16 sink = _mm512_cmplt_epi32_mask(pk, _mm512_set1_epi32(b->n_sink));
+        vis &= (__mmask16)(in_win | sink);
+    }
+    return vis;
+}
+
+/* Positions of keys t0 .. t0+nk-1 of a run (lanes >= nk unspecified). */
+AVX512_INLINE __m512i avx512_key_pos16(const lkv_kv_run *run, int t0, int nk) {
+    if (!run->pos)
+        return _mm512_add_epi32(_mm512_set1_epi32(run->pos0 + t0),
+                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                                  14, 15));
+    return _mm512_maskz_loadu_epi32(avx512_first(nk), run->pos + t0);
+}
+
+#include "kernels/x86/avx512/attn_decl.h"
+
+#endif

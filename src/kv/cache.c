@@ -1,0 +1,261 @@
+/* cache.c -- the cache object, its pages (layout, allocation, digests,
+ * copies) and its counters. Sequences are in seq.c, the prefix cache in
+ * prefix.c, snapshots in snapshot.c.
+ */
+#include <float.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/error.h"
+#include "kv/kv.h"
+
+#define R64(x) (((x) + 63) / 64 * 64)
+
+lkv_cache_params lkv_cache_default_params(void) {
+    lkv_cache_params p;
+    memset(&p, 0, sizeof p);
+    p.page_tokens = 16;
+    p.dtype = LKV_DTYPE_F16;
+    p.budget_bytes = (size_t)1 << 30;
+    return p;
+}
+
+static kv_layout layout_of(const kv_format *f, int pt, int d) {
+    kv_layout L;
+    size_t off = R64(sizeof(kv_page));
+    L.pos = off;
+    off += R64((size_t)pt * 4);
+    L.kmin = off;
+    off += R64((size_t)d * 4);
+    L.kmax = off;
+    off += R64((size_t)d * 4);
+    L.k_aux = off;
+    off += R64(f->k_aux_bytes(pt, d));
+    L.v_aux = off;
+    off += R64(f->v_aux_bytes(pt, d));
+    L.k = off;
+    off += R64(f->k_bytes(pt, d));
+    L.v = off;
+    off += R64(f->v_bytes(pt, d));
+    L.bytes = off;
+    return L;
+}
+
+int lkv_cache_create(const lkv_cache_params *p, lkv_cache **out) {
+    if (!p || !out)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_create: NULL argument");
+    *out = NULL;
+    lkv_cache_params q = *p;
+    if (q.page_tokens == 0)
+        q.page_tokens = 16;
+    if (q.n_layers < 1 || q.kv_heads < 1 || q.n_layers > 4096 || q.kv_heads > 1024)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_create: n_layers %d / kv_heads %d out of range",
+                 q.n_layers, q.kv_heads);
+    if (q.head_dim < 8 || q.head_dim > 256 || q.head_dim % 8)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_create: head_dim %d (need a multiple of 8 in 8..256)",
+                 q.head_dim);
+    if (q.page_tokens < 1 || q.page_tokens > 4096)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_create: page_tokens %d (need 1..4096)", q.page_tokens);
+    if (!kv_format_get((int)q.dtype))
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_create: dtype %d cannot be stored", (int)q.dtype);
+    lkv_cache *c = lkv_calloc(1, sizeof *c);
+    if (!c)
+        LKV_FAIL(LKV_ERR_NOMEM, "lkv_cache_create: out of memory");
+    c->p = q;
+    c->n_lists = q.n_layers * q.kv_heads;
+    int rc = kv_pool_init(&c->pool, q.budget_bytes);
+    if (rc < 0) {
+        lkv_free(c);
+        return rc;
+    }
+    for (int f = 0; f < LKV_PAGE_FORMAT_COUNT; f++) {
+        c->layout[f] = layout_of(kv_format_get(f), q.page_tokens, q.head_dim);
+        c->cls_of[f] = -1;
+    }
+    c->list_bytes = lkv_calloc((size_t)c->n_lists, sizeof *c->list_bytes);
+    if (!c->list_bytes) {
+        kv_pool_destroy(&c->pool);
+        lkv_free(c);
+        LKV_FAIL(LKV_ERR_NOMEM, "lkv_cache_create: out of memory");
+    }
+    *out = c;
+    return LKV_OK;
+}
+
+void lkv_cache_free(lkv_cache *c) {
+    if (!c)
+        return;
+    while (c->seqs)
+        lkv_seq_free(c->seqs);
+    kv_prefix_destroy(c);
+    kv_pool_destroy(&c->pool);
+    lkv_free(c->list_bytes);
+    lkv_free(c);
+}
+
+lkv_cache_params lkv_cache_get_params(const lkv_cache *c) {
+    if (!c) {
+        lkv_cache_params z;
+        memset(&z, 0, sizeof z);
+        return z;
+    }
+    return c->p;
+}
+
+int lkv_cache_get_stats(const lkv_cache *c, lkv_cache_stats *out) {
+    if (!c || !out)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_get_stats: NULL argument");
+    memset(out, 0, sizeof *out);
+    const kv_pool *pl = &c->pool;
+    out->budget = pl->budget;
+    out->reserved = pl->reserved;
+    out->committed = pl->committed;
+    out->in_use = pl->in_use;
+    out->free_bytes = pl->budget - pl->committed;
+    out->peak_committed = pl->peak;
+    size_t meta = 0;
+    for (const lkv_seq *s = c->seqs; s; s = s->next) {
+        meta += sizeof *s + (size_t)c->n_lists * sizeof(kv_list) + s->runs_cap * sizeof(lkv_kv_run) +
+                (size_t)c->p.kv_heads * sizeof(lkv_kv_head_runs) + s->tmp_cap * sizeof(kv_page *);
+        for (int i = 0; i < c->n_lists; i++)
+            meta += (size_t)s->lists[i].cap * sizeof(kv_ref);
+    }
+    for (int i = 0; i < pl->n_cls; i++)
+        meta += (size_t)pl->cls[i].max_extents * 4 + pl->cls[i].reserved / pl->os_page * 2;
+    meta += (size_t)c->prefix.n_entries *
+                (sizeof(kv_pentry) + (size_t)c->p.page_tokens * 4 + (size_t)c->n_lists * sizeof(void *)) +
+            c->prefix.n_buckets * sizeof(void *);
+    out->meta_bytes = meta;
+    out->n_pages = c->n_pages;
+    out->n_prefix_pages = kv_prefix_n_pages(c);
+    out->n_prefix_entries = c->prefix.n_entries;
+    out->n_sequences = c->n_seqs;
+    out->n_commits = pl->n_commits;
+    out->n_releases = pl->n_releases;
+    out->n_evictions = c->n_evictions;
+    return LKV_OK;
+}
+
+size_t lkv_cache_bytes(const lkv_cache *c, int layer, int head) {
+    if (!c || layer >= c->p.n_layers || head >= c->p.kv_heads)
+        return 0;
+    size_t sum = 0;
+    for (int l = 0; l < c->p.n_layers; l++)
+        for (int h = 0; h < c->p.kv_heads; h++)
+            if ((layer < 0 || l == layer) && (head < 0 || h == head))
+                sum += c->list_bytes[l * c->p.kv_heads + h];
+    return sum;
+}
+
+/* ------------------------------------------------------------ pages */
+
+int kv_page_new(lkv_cache *c, int format, int layer, int head, kv_page **out) {
+    const kv_format *f = kv_format_get(format);
+    if (!f)
+        LKV_FAIL(LKV_ERR_INVALID, "kv: unknown page format %d", format);
+    if (c->cls_of[format] < 0) {
+        int cls = kv_pool_class(&c->pool, c->layout[format].bytes);
+        if (cls < 0)
+            return cls;
+        c->cls_of[format] = cls;
+    }
+    void *mem;
+    uint32_t index;
+    int rc;
+    for (;;) {
+        rc = kv_pool_alloc(&c->pool, c->cls_of[format], &mem, &index);
+        if (rc != LKV_ERR_BUDGET || !kv_prefix_evict_one(c))
+            break;
+    }
+    if (rc < 0)
+        return rc;
+    kv_page *pg = mem;
+    memset(pg, 0, sizeof *pg);
+    pg->refcount = 1;
+    pg->format = (int16_t)format;
+    pg->cls = (int16_t)c->cls_of[format];
+    pg->layer = layer;
+    pg->head = head;
+    pg->slot = index;
+    float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
+    for (int i = 0; i < c->p.head_dim; i++) {
+        mn[i] = FLT_MAX;
+        mx[i] = -FLT_MAX;
+    }
+    c->n_pages++;
+    c->list_bytes[layer * c->p.kv_heads + head] += c->layout[format].bytes;
+    *out = pg;
+    return LKV_OK;
+}
+
+void kv_page_unref(lkv_cache *c, kv_page *pg) {
+    if (!pg || --pg->refcount > 0)
+        return;
+    c->n_pages--;
+    c->list_bytes[pg->layer * c->p.kv_heads + pg->head] -= c->layout[pg->format].bytes;
+    kv_pool_free(&c->pool, pg->cls, pg->slot);
+}
+
+kv_page_ptrs kv_page_arrays(const lkv_cache *c, const kv_page *pg) {
+    const kv_layout *L = &c->layout[pg->format];
+    uint8_t *b = (uint8_t *)pg;
+    kv_page_ptrs r;
+    r.k = b + L->k;
+    r.v = b + L->v;
+    r.k_aux = L->v_aux > L->k_aux ? b + L->k_aux : NULL;
+    r.v_aux = L->k > L->v_aux ? b + L->v_aux : NULL;
+    return r;
+}
+
+int32_t *kv_page_pos(const lkv_cache *c, const kv_page *pg) {
+    return (int32_t *)((uint8_t *)pg + c->layout[pg->format].pos);
+}
+float *kv_page_kmin(const lkv_cache *c, const kv_page *pg) {
+    return (float *)((uint8_t *)pg + c->layout[pg->format].kmin);
+}
+float *kv_page_kmax(const lkv_cache *c, const kv_page *pg) {
+    return (float *)((uint8_t *)pg + c->layout[pg->format].kmax);
+}
+
+void kv_page_digest(const lkv_cache *c, kv_page *pg, int n) {
+    int d = c->p.head_dim;
+    float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
+    for (int i = 0; i < d; i++) {
+        mn[i] = FLT_MAX;
+        mx[i] = -FLT_MAX;
+    }
+    const kv_format *f = kv_format_get(pg->format);
+    kv_page_ptrs a = kv_page_arrays(c, pg);
+    float row[256];
+    for (int t = 0; t < n; t++) {
+        f->read(&a, c->p.page_tokens, d, t, 1, row, NULL);
+        for (int i = 0; i < d; i++) {
+            if (row[i] < mn[i])
+                mn[i] = row[i];
+            if (row[i] > mx[i])
+                mx[i] = row[i];
+        }
+    }
+}
+
+void kv_page_copy_slots(const lkv_cache *c, kv_page *dst, int dst0, const kv_page *src, int src0,
+                        int n) {
+    if (n <= 0)
+        return;
+    const kv_format *f = kv_format_get(src->format);
+    int d = c->p.head_dim, pt = c->p.page_tokens;
+    kv_page_ptrs a = kv_page_arrays(c, src), b = kv_page_arrays(c, dst);
+    memmove(kv_page_pos(c, dst) + dst0, kv_page_pos(c, src) + src0, (size_t)n * 4);
+    if (f->elem_bytes) {
+        size_t row = f->elem_bytes * (size_t)d;
+        memmove((uint8_t *)b.k + dst0 * row, (const uint8_t *)a.k + src0 * row, n * row);
+        memmove((uint8_t *)b.v + dst0 * row, (const uint8_t *)a.v + src0 * row, n * row);
+        return;
+    }
+    /* formats without addressable rows: through f32 (their own copy comes later) */
+    float kr[256], vr[256];
+    for (int t = 0; t < n; t++) {
+        f->read(&a, pt, d, src0 + t, 1, kr, vr);
+        f->write(&b, pt, d, dst0 + t, 1, kr, 0, vr, 0);
+    }
+}

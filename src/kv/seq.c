@@ -1,0 +1,566 @@
+/* seq.c -- sequences: per-(layer, head) page lists, append (all-or-nothing),
+ * truncate, keep (compaction hook for policies), fork with copy-on-write, and
+ * attention straight over the pages.
+ */
+#include <float.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/error.h"
+#include "kv/kv.h"
+
+static kv_list *list_of(const lkv_seq *s, int layer, int head) {
+    return &s->lists[layer * s->c->p.kv_heads + head];
+}
+
+static int lh_ok(const lkv_seq *s, int layer, int head) {
+    return s && layer >= 0 && layer < s->c->p.n_layers && head >= 0 && head < s->c->p.kv_heads;
+}
+
+int kv_list_reserve(kv_list *l, int more) {
+    if (more <= 0 || l->n_pages + more <= l->cap)
+        return LKV_OK;
+    if (l->n_pages > INT32_MAX / 2 - more)
+        LKV_FAIL(LKV_ERR_RANGE, "kv: page list too long");
+    int cap = l->cap ? l->cap : 8;
+    while (cap < l->n_pages + more)
+        cap *= 2;
+    kv_ref *r = lkv_realloc(l->refs, (size_t)cap * sizeof *r);
+    if (!r)
+        LKV_FAIL(LKV_ERR_NOMEM, "kv: out of memory growing a page list");
+    l->refs = r;
+    l->cap = cap;
+    return LKV_OK;
+}
+
+int kv_seq_new(lkv_cache *c, lkv_seq **out) {
+    lkv_seq *s = lkv_calloc(1, sizeof *s);
+    if (s) {
+        s->c = c;
+        s->lists = lkv_calloc((size_t)c->n_lists, sizeof *s->lists);
+        s->heads = lkv_calloc((size_t)c->p.kv_heads, sizeof *s->heads);
+    }
+    if (!s || !s->lists || !s->heads) {
+        if (s) {
+            lkv_free(s->lists);
+            lkv_free(s->heads);
+        }
+        lkv_free(s);
+        LKV_FAIL(LKV_ERR_NOMEM, "kv: out of memory creating a sequence");
+    }
+    s->next = c->seqs;
+    if (c->seqs)
+        c->seqs->prev = s;
+    c->seqs = s;
+    c->n_seqs++;
+    *out = s;
+    return LKV_OK;
+}
+
+int lkv_seq_create(lkv_cache *c, lkv_seq **out) {
+    if (!c || !out)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_create: NULL argument");
+    *out = NULL;
+    return kv_seq_new(c, out);
+}
+
+lkv_cache *lkv_seq_cache(const lkv_seq *s) { return s ? s->c : NULL; }
+
+void lkv_seq_free(lkv_seq *s) {
+    if (!s)
+        return;
+    lkv_cache *c = s->c;
+    for (int i = 0; i < c->n_lists; i++) {
+        kv_list *l = &s->lists[i];
+        for (int j = 0; j < l->n_pages; j++)
+            kv_page_unref(c, l->refs[j].page);
+        lkv_free(l->refs);
+    }
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->seqs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    c->n_seqs--;
+    lkv_free(s->lists);
+    lkv_free(s->heads);
+    lkv_free(s->runs);
+    lkv_free(s->tmp_pages);
+    lkv_free(s);
+}
+
+int lkv_seq_fork(lkv_seq *src, lkv_seq **out) {
+    if (!src || !out)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_fork: NULL argument");
+    *out = NULL;
+    lkv_cache *c = src->c;
+    lkv_seq *s;
+    LKV_TRY(kv_seq_new(c, &s));
+    for (int i = 0; i < c->n_lists; i++) {
+        int rc = kv_list_reserve(&s->lists[i], src->lists[i].n_pages);
+        if (rc < 0) {
+            lkv_seq_free(s); /* no page refs taken yet: lists have n_pages == 0 */
+            return rc;
+        }
+    }
+    for (int i = 0; i < c->n_lists; i++) {
+        const kv_list *a = &src->lists[i];
+        kv_list *b = &s->lists[i];
+        if (a->n_pages)
+            memcpy(b->refs, a->refs, (size_t)a->n_pages * sizeof *a->refs);
+        b->n_pages = a->n_pages;
+        b->n_tokens = a->n_tokens;
+        for (int j = 0; j < a->n_pages; j++)
+            a->refs[j].page->refcount++;
+    }
+    *out = s;
+    return LKV_OK;
+}
+
+/* ------------------------------------------------------------ append */
+
+static int32_t list_last_pos(const lkv_cache *c, const kv_list *l, int *has) {
+    if (l->n_pages == 0) {
+        *has = 0;
+        return -1;
+    }
+    *has = 1;
+    const kv_ref *r = &l->refs[l->n_pages - 1];
+    return kv_page_pos(c, r->page)[r->n - 1];
+}
+
+static void digest_add(const lkv_cache *c, kv_page *pg, int slot0, int n) {
+    int d = c->p.head_dim;
+    float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
+    const kv_format *f = kv_format_get(pg->format);
+    kv_page_ptrs a = kv_page_arrays(c, pg);
+    float row[256];
+    for (int t = 0; t < n; t++) {
+        f->read(&a, c->p.page_tokens, d, slot0 + t, 1, row, NULL);
+        for (int i = 0; i < d; i++) {
+            if (row[i] < mn[i])
+                mn[i] = row[i];
+            if (row[i] > mx[i])
+                mx[i] = row[i];
+        }
+    }
+}
+
+static int tmp_reserve(lkv_seq *s, size_t n) {
+    if (n <= s->tmp_cap)
+        return LKV_OK;
+    kv_page **t = lkv_realloc(s->tmp_pages, n * sizeof *t);
+    if (!t)
+        LKV_FAIL(LKV_ERR_NOMEM, "kv: out of memory (append scratch)");
+    s->tmp_pages = t;
+    s->tmp_cap = n;
+    return LKV_OK;
+}
+
+/* Appends to heads [h0, h1) of a layer. Row t of head h at k + t*tok_stride + h*head_stride. */
+static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int32_t *pos,
+                        const float *k, const float *v, size_t tok_stride, size_t head_stride) {
+    lkv_cache *c = s->c;
+    const int pt = c->p.page_tokens, d = c->p.head_dim;
+    if (n == 0)
+        return LKV_OK;
+    if (n < 0 || !k || !v)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_append: n = %d, k %p, v %p", n, (const void *)k,
+                 (const void *)v);
+    if (pos && pos[0] < 0)
+        LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_append: negative position %d", pos[0]);
+    if (pos)
+        for (int t = 1; t < n; t++)
+            if (pos[t] <= pos[t - 1])
+                LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_append: positions not strictly ascending at %d", t);
+    /* phase 1: validate and count the pages this needs */
+    size_t need = 0;
+    for (int h = h0; h < h1; h++) {
+        kv_list *l = list_of(s, layer, h);
+        int has;
+        int32_t last = list_last_pos(c, l, &has);
+        if (pos && has && pos[0] <= last)
+            LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_append: position %d not after %d held by head %d",
+                     pos[0], last, h);
+        if (!pos && has && last > INT32_MAX - n)
+            LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_append: positions overflow");
+        if (l->n_tokens > INT32_MAX - n)
+            LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_append: too many tokens");
+        int room = l->n_pages ? pt - l->refs[l->n_pages - 1].n : 0;
+        int cow = room > 0 && l->refs[l->n_pages - 1].page->refcount > 1;
+        int fresh = n > room ? (n - room + pt - 1) / pt : 0;
+        LKV_TRY(kv_list_reserve(l, fresh));
+        need += (size_t)(cow + fresh);
+    }
+    LKV_TRY(tmp_reserve(s, need));
+    size_t got = 0;
+    for (int h = h0; h < h1 && got < need; h++) {
+        kv_list *l = list_of(s, layer, h);
+        int room = l->n_pages ? pt - l->refs[l->n_pages - 1].n : 0;
+        int cow = room > 0 && l->refs[l->n_pages - 1].page->refcount > 1;
+        int fresh = n > room ? (n - room + pt - 1) / pt : 0;
+        for (int i = 0; i < cow + fresh; i++) {
+            int fmt = (cow && i == 0) ? l->refs[l->n_pages - 1].page->format : (int)c->p.dtype;
+            int rc = kv_page_new(c, fmt, layer, h, &s->tmp_pages[got]);
+            if (rc < 0) {
+                for (size_t j = 0; j < got; j++)
+                    kv_page_unref(c, s->tmp_pages[j]);
+                return rc;
+            }
+            got++;
+        }
+    }
+    /* phase 2: cannot fail */
+    size_t used = 0;
+    for (int h = h0; h < h1; h++) {
+        kv_list *l = list_of(s, layer, h);
+        const float *kh = k + (size_t)h * head_stride, *vh = v + (size_t)h * head_stride;
+        int has;
+        int32_t next_pos = list_last_pos(c, l, &has) + 1;
+        if (l->n_pages) {
+            kv_ref *tail = &l->refs[l->n_pages - 1];
+            if (tail->n < pt && tail->page->refcount > 1) { /* copy on write */
+                kv_page *np = s->tmp_pages[used++];
+                kv_page_copy_slots(c, np, 0, tail->page, 0, tail->n);
+                np->fill = tail->n;
+                kv_page_digest(c, np, tail->n);
+                kv_page_unref(c, tail->page);
+                tail->page = np;
+            } else if (tail->n < pt && tail->page->fill > tail->n) {
+                tail->page->fill = tail->n; /* stale slots of an earlier holder */
+                kv_page_digest(c, tail->page, tail->n);
+            }
+        }
+        int t = 0;
+        while (t < n) {
+            if (l->n_pages == 0 || l->refs[l->n_pages - 1].n == pt) {
+                l->refs[l->n_pages].page = s->tmp_pages[used++];
+                l->refs[l->n_pages].n = 0;
+                l->n_pages++;
+            }
+            kv_ref *tail = &l->refs[l->n_pages - 1];
+            kv_page *pg = tail->page;
+            int m = pt - tail->n;
+            if (m > n - t)
+                m = n - t;
+            kv_page_ptrs a = kv_page_arrays(c, pg);
+            kv_format_get(pg->format)->write(&a, pt, d, tail->n, m, kh + t * tok_stride, tok_stride,
+                                             vh + t * tok_stride, tok_stride);
+            int32_t *pp = kv_page_pos(c, pg) + tail->n;
+            for (int i = 0; i < m; i++)
+                pp[i] = pos ? pos[t + i] : next_pos + t + i;
+            digest_add(c, pg, tail->n, m);
+            tail->n += m;
+            pg->fill = tail->n;
+            t += m;
+        }
+        l->n_tokens += n;
+    }
+    return LKV_OK;
+}
+
+int lkv_seq_append(lkv_seq *s, int layer, int n, const int32_t *pos, const float *k,
+                   const float *v) {
+    if (!s || layer < 0 || layer >= s->c->p.n_layers)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_append: bad sequence or layer %d", layer);
+    size_t Hd = (size_t)s->c->p.kv_heads * s->c->p.head_dim;
+    return append_heads(s, layer, 0, s->c->p.kv_heads, n, pos, k, v, Hd, s->c->p.head_dim);
+}
+
+int lkv_seq_append_head(lkv_seq *s, int layer, int head, int n, const int32_t *pos,
+                        const float *k, const float *v) {
+    if (!lh_ok(s, layer, head))
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_append_head: bad sequence, layer or head");
+    /* rows [n][d]: shift the base so that row h of append_heads lands on k */
+    size_t d = (size_t)s->c->p.head_dim;
+    if (!k || !v)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_append_head: NULL k or v");
+    return append_heads(s, layer, head, head + 1, n, pos, k, v, d, 0);
+}
+
+/* ------------------------------------------------------------ queries */
+
+int lkv_seq_n_tokens(const lkv_seq *s, int layer, int head) {
+    if (!lh_ok(s, layer, head))
+        return -1;
+    return list_of(s, layer, head)->n_tokens;
+}
+
+int lkv_seq_max_tokens(const lkv_seq *s, int layer) {
+    if (!lh_ok(s, layer, 0))
+        return -1;
+    int m = 0;
+    for (int h = 0; h < s->c->p.kv_heads; h++)
+        if (list_of(s, layer, h)->n_tokens > m)
+            m = list_of(s, layer, h)->n_tokens;
+    return m;
+}
+
+int lkv_seq_n_pages(const lkv_seq *s, int layer, int head) {
+    if (!lh_ok(s, layer, head))
+        return -1;
+    return list_of(s, layer, head)->n_pages;
+}
+
+int lkv_seq_page_info(const lkv_seq *s, int layer, int head, int page, lkv_page_info *out) {
+    if (!lh_ok(s, layer, head) || !out)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_page_info: bad arguments");
+    const kv_list *l = list_of(s, layer, head);
+    if (page < 0 || page >= l->n_pages)
+        LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_page_info: page %d of %d", page, l->n_pages);
+    const kv_ref *r = &l->refs[page];
+    out->n = r->n;
+    out->first_slot = page * s->c->p.page_tokens;
+    out->format = r->page->format;
+    out->refcount = r->page->refcount;
+    out->pos = kv_page_pos(s->c, r->page);
+    out->key_min = kv_page_kmin(s->c, r->page);
+    out->key_max = kv_page_kmax(s->c, r->page);
+    return LKV_OK;
+}
+
+static int slot_range_ok(const lkv_seq *s, int layer, int head, int slot0, int n) {
+    if (!lh_ok(s, layer, head) || n < 0)
+        LKV_FAIL(LKV_ERR_INVALID, "kv: bad sequence, layer, head or count");
+    if (slot0 < 0 || slot0 > list_of(s, layer, head)->n_tokens - n)
+        LKV_FAIL(LKV_ERR_RANGE, "kv: slots [%d, %d) outside the %d held", slot0, slot0 + n,
+                 list_of(s, layer, head)->n_tokens);
+    return LKV_OK;
+}
+
+int lkv_seq_get_positions(const lkv_seq *s, int layer, int head, int slot0, int n, int32_t *pos) {
+    LKV_TRY(slot_range_ok(s, layer, head, slot0, n));
+    if (!pos && n)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_get_positions: NULL output");
+    const int pt = s->c->p.page_tokens;
+    const kv_list *l = list_of(s, layer, head);
+    for (int i = 0; i < n; i++) {
+        int sl = slot0 + i;
+        pos[i] = kv_page_pos(s->c, l->refs[sl / pt].page)[sl % pt];
+    }
+    return LKV_OK;
+}
+
+int lkv_seq_read(const lkv_seq *s, int layer, int head, int slot0, int n, float *k, float *v) {
+    LKV_TRY(slot_range_ok(s, layer, head, slot0, n));
+    const int pt = s->c->p.page_tokens, d = s->c->p.head_dim;
+    const kv_list *l = list_of(s, layer, head);
+    for (int i = 0; i < n;) {
+        int sl = slot0 + i, m = pt - sl % pt;
+        if (m > n - i)
+            m = n - i;
+        const kv_page *pg = l->refs[sl / pt].page;
+        kv_page_ptrs a = kv_page_arrays(s->c, pg);
+        kv_format_get(pg->format)->read(&a, pt, d, sl % pt, m, k ? k + (size_t)i * d : NULL,
+                                        v ? v + (size_t)i * d : NULL);
+        i += m;
+    }
+    return LKV_OK;
+}
+
+/* ------------------------------------------------------------ truncate / keep */
+
+static void list_truncate(lkv_cache *c, kv_list *l, int n_tokens) {
+    const int pt = c->p.page_tokens;
+    if (n_tokens >= l->n_tokens)
+        return;
+    int keep_pages = (n_tokens + pt - 1) / pt;
+    for (int j = keep_pages; j < l->n_pages; j++)
+        kv_page_unref(c, l->refs[j].page);
+    l->n_pages = keep_pages;
+    l->n_tokens = n_tokens;
+    if (keep_pages > 0) {
+        kv_ref *tail = &l->refs[keep_pages - 1];
+        tail->n = n_tokens - (keep_pages - 1) * pt;
+        if (tail->page->refcount == 1 && tail->page->fill > tail->n) {
+            tail->page->fill = tail->n;
+            kv_page_digest(c, tail->page, tail->n);
+        }
+    }
+}
+
+int lkv_seq_truncate(lkv_seq *s, int n_tokens) {
+    if (!s || n_tokens < 0)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_truncate: bad sequence or n_tokens %d", n_tokens);
+    for (int i = 0; i < s->c->n_lists; i++)
+        list_truncate(s->c, &s->lists[i], n_tokens);
+    return LKV_OK;
+}
+
+int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n) {
+    if (!lh_ok(s, layer, head) || n < 0 || (!slots && n > 0))
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_keep: bad arguments");
+    lkv_cache *c = s->c;
+    kv_list *l = list_of(s, layer, head);
+    const int pt = c->p.page_tokens;
+    for (int i = 0; i < n; i++)
+        if (slots[i] < 0 || slots[i] >= l->n_tokens || (i && slots[i] <= slots[i - 1]))
+            LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_keep: slot %d (index %d) not ascending or >= %d",
+                     slots[i], i, l->n_tokens);
+    int i0 = 0; /* leading slots that stay where they are */
+    while (i0 < n && slots[i0] == i0)
+        i0++;
+    if (i0 == n) {
+        list_truncate(c, l, n);
+        return LKV_OK;
+    }
+    int dp0 = i0 / pt, new_np = (n + pt - 1) / pt;
+    /* phase 1: a fresh page for every destination page we may not write in place */
+    size_t need = 0;
+    for (int dp = dp0; dp < new_np; dp++)
+        need += l->refs[dp].page->refcount > 1;
+    LKV_TRY(tmp_reserve(s, need + (size_t)l->n_pages * 2));
+    kv_page **fresh = s->tmp_pages, **old = s->tmp_pages + need;
+    size_t got = 0;
+    for (int dp = dp0; dp < new_np; dp++) {
+        if (l->refs[dp].page->refcount == 1)
+            continue;
+        int rc = kv_page_new(c, l->refs[dp].page->format, layer, head, &fresh[got]);
+        if (rc < 0) {
+            for (size_t q = 0; q < got; q++)
+                kv_page_unref(c, fresh[q]);
+            return rc;
+        }
+        got++;
+    }
+    /* phase 2: stable compaction; destination index <= source index, so in-place
+     * writes never overwrite a slot still to be read */
+    for (int j = 0; j < l->n_pages; j++)
+        old[j] = l->refs[j].page;
+    kv_page **dst = old + l->n_pages; /* [new_np - dp0] */
+    size_t f = 0;
+    for (int dp = dp0; dp < new_np; dp++) {
+        kv_page *o = old[dp];
+        if (o->refcount > 1) {
+            kv_page *np = fresh[f++];
+            if (dp == dp0 && i0 % pt)
+                kv_page_copy_slots(c, np, 0, o, 0, i0 % pt);
+            dst[dp - dp0] = np;
+        } else {
+            dst[dp - dp0] = o;
+        }
+    }
+    for (int i = i0; i < n; i++) {
+        int sp = slots[i] / pt, so = slots[i] % pt, dp = i / pt, ds = i % pt;
+        kv_page_copy_slots(c, dst[dp - dp0], ds, old[sp], so, 1);
+    }
+    for (int dp = dp0; dp < new_np; dp++) {
+        kv_page *pg = dst[dp - dp0];
+        int cnt = n - dp * pt < pt ? n - dp * pt : pt;
+        if (pg != old[dp])
+            kv_page_unref(c, old[dp]);
+        pg->fill = cnt;
+        kv_page_digest(c, pg, cnt);
+        l->refs[dp].page = pg;
+        l->refs[dp].n = cnt;
+    }
+    for (int j = new_np; j < l->n_pages; j++)
+        kv_page_unref(c, old[j]);
+    l->n_pages = new_np;
+    l->n_tokens = n;
+    return LKV_OK;
+}
+
+/* ------------------------------------------------------------ attention */
+
+static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q, const float *q,
+                       const int32_t *q_pos, const int *sel, const int *sel_count, int sel_stride,
+                       float *o, float *lse, float *obs, int obs_stride, lkv_threadpool *tp) {
+    if (!s || !p || layer < 0 || layer >= s->c->p.n_layers)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend: bad sequence, params or layer");
+    lkv_cache *c = s->c;
+    const int Hk = c->p.kv_heads, pt = c->p.page_tokens;
+    if (p->kv_heads != Hk || p->head_dim != c->p.head_dim)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend: params say %d kv heads of dim %d, cache has %d of %d",
+                 p->kv_heads, p->head_dim, Hk, c->p.head_dim);
+    if (obs && obs_stride < lkv_seq_max_tokens(s, layer))
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend: obs_stride %d < %d tokens held", obs_stride,
+                 lkv_seq_max_tokens(s, layer));
+    if (sel && (!sel_count || sel_stride < 0))
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend_pages: NULL sel_count or bad stride");
+    size_t total = 0;
+    int32_t last = -1;
+    int any = 0;
+    for (int h = 0; h < Hk; h++) {
+        const kv_list *l = list_of(s, layer, h);
+        int has;
+        int32_t lp = list_last_pos(c, l, &has);
+        if (has && (!any || lp > last))
+            last = lp;
+        any |= has;
+        if (!sel) {
+            total += (size_t)l->n_pages;
+            continue;
+        }
+        if (sel_count[h] < 0 || sel_count[h] > l->n_pages)
+            LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_attend_pages: head %d selects %d of %d pages", h,
+                     sel_count[h], l->n_pages);
+        for (int i = 0; i < sel_count[h]; i++) {
+            int pg = sel[(size_t)h * sel_stride + i];
+            if (pg < 0 || pg >= l->n_pages || (i && pg <= sel[(size_t)h * sel_stride + i - 1]))
+                LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_attend_pages: head %d page %d bad or not ascending",
+                         h, pg);
+        }
+        total += (size_t)sel_count[h];
+    }
+    if (total > s->runs_cap) {
+        size_t cap = s->runs_cap ? s->runs_cap : 64;
+        while (cap < total)
+            cap *= 2;
+        lkv_kv_run *r = lkv_realloc(s->runs, cap * sizeof *r);
+        if (!r)
+            LKV_FAIL(LKV_ERR_NOMEM, "lkv_seq_attend: out of memory for %zu runs", total);
+        s->runs = r;
+        s->runs_cap = cap;
+    }
+    size_t ri = 0;
+    for (int h = 0; h < Hk; h++) {
+        const kv_list *l = list_of(s, layer, h);
+        int cnt = sel ? sel_count[h] : l->n_pages;
+        s->heads[h].runs = s->runs + ri;
+        s->heads[h].n_runs = cnt;
+        for (int i = 0; i < cnt; i++) {
+            int pi = sel ? sel[(size_t)h * sel_stride + i] : i;
+            const kv_ref *r = &l->refs[pi];
+            kv_page_ptrs a = kv_page_arrays(c, r->page);
+            lkv_kv_run *run = &s->runs[ri++];
+            run->dtype = kv_format_get(r->page->format)->kernel_dtype;
+            run->k = a.k;
+            run->v = a.v;
+            run->k_aux = a.k_aux;
+            run->v_aux = a.v_aux;
+            run->pos = kv_page_pos(c, r->page);
+            run->pos0 = 0;
+            run->n = r->n;
+            run->obs = obs ? obs + (size_t)h * obs_stride + (size_t)pi * pt : NULL;
+        }
+    }
+    int32_t q_pos0 = 0;
+    if (!q_pos)
+        q_pos0 = (any ? last : n_q - 1) - n_q + 1;
+    return lkv_attn_runs(p, n_q, q, q_pos, q_pos0, s->heads, o, lse, tp);
+}
+
+int lkv_seq_attend(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q, const float *q,
+                   const int32_t *q_pos, float *o, float *lse, lkv_threadpool *tp) {
+    return attend_impl(s, layer, p, n_q, q, q_pos, NULL, NULL, 0, o, lse, NULL, 0, tp);
+}
+
+int lkv_seq_attend_observe(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
+                           const float *q, const int32_t *q_pos, float *o, float *lse,
+                           float *obs, int obs_stride, lkv_threadpool *tp) {
+    if (!obs)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend_observe: NULL obs");
+    return attend_impl(s, layer, p, n_q, q, q_pos, NULL, NULL, 0, o, lse, obs, obs_stride, tp);
+}
+
+int lkv_seq_attend_pages(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
+                         const float *q, const int32_t *q_pos, const int *sel,
+                         const int *sel_count, int sel_stride, float *o, float *lse,
+                         float *obs, int obs_stride, lkv_threadpool *tp) {
+    if (!sel)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend_pages: NULL sel");
+    return attend_impl(s, layer, p, n_q, q, q_pos, sel, sel_count, sel_stride, o, lse, obs,
+                       obs_stride, tp);
+}

@@ -1,0 +1,133 @@
+/* model.h -- the model runtime's internal structures (model layer).
+ *
+ * A model is a memory-mapped GGUF file plus a table of views into it: weights
+ * stay quantized in the mapping, only the small norm vectors are copied out as
+ * f32. A context (lkv_ctx) is one sequence being evaluated: its KV store (see
+ * model_kv.c, the only file that talks to the cache), the scratch buffers of the
+ * forward pass and the logits of the last evaluated token.
+ *
+ * Files:
+ *   model.c       loading, validation of hyperparameters and tensor shapes
+ *   model_ctx.c   contexts: eval (prefill / decode), logits, snapshots
+ *   model_kv.c    glue between the forward pass and the KV cache
+ *   model_tok.c   the public tokenizer / chat-template wrappers
+ *   llama.c       the Llama forward pass
+ *   sampling.c    greedy, temperature, top-k, top-p
+ */
+#ifndef LKV_MODEL_MODEL_H
+#define LKV_MODEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "longkv.h"
+#include "model/gguf.h"
+
+/* A weight matrix W[rows][cols] in the mapping (cols is the contiguous axis,
+ * GGUF's ne[0]). */
+typedef struct lkv_weight {
+    int type;          /* lkv_qtype */
+    const void *data;  /* into the mapping */
+    int64_t rows, cols;
+} lkv_weight;
+
+typedef struct lkv_llama_layer {
+    float *attn_norm;  /* [D] owned f32 copy */
+    float *ffn_norm;   /* [D] owned f32 copy */
+    lkv_weight wq;     /* [H*d][D] */
+    lkv_weight wk;     /* [Hk*d][D] */
+    lkv_weight wv;     /* [Hk*d][D] */
+    lkv_weight wo;     /* [D][H*d] */
+    lkv_weight w_gate; /* [F][D] */
+    lkv_weight w_up;   /* [F][D] */
+    lkv_weight w_down; /* [D][F] */
+} lkv_llama_layer;
+
+typedef struct lkv_hparams {
+    int n_layers;     /* L */
+    int n_embd;       /* D */
+    int n_ff;         /* F */
+    int n_heads;      /* H */
+    int n_kv_heads;   /* Hk */
+    int head_dim;     /* d */
+    int n_rot;        /* rotated channels per head (<= d, even) */
+    int n_vocab;      /* V */
+    int n_ctx_train;  /* training context */
+    float rope_theta; /* RoPE base */
+    float rope_scale; /* positions are divided by this (linear scaling); 1 = none */
+    float rms_eps;
+} lkv_hparams;
+
+struct lkv_model {
+    lkv_gguf *gguf;
+    char *path;
+    char arch[32];
+    char name[128];
+    lkv_hparams hp;
+    lkv_weight tok_embd;   /* [V][D] */
+    lkv_weight output;     /* [V][D]; the same view as tok_embd when tied */
+    int tied_output;
+    float *output_norm;    /* [D] owned f32 copy */
+    lkv_llama_layer *layers; /* [L] */
+    size_t scratch_cols_max; /* for sizing matmul scratch */
+    uint64_t model_id;     /* hash of the file identity (for snapshots / prefix keys) */
+    size_t n_params;
+    size_t weight_bytes;
+    struct lkv_tokenizer *tok; /* NULL when loaded without a tokenizer */
+};
+
+/* ------------------------------------------------------------ KV glue */
+
+/* The KV store of one context (model_kv.c). Hides whether K/V live in the paged
+ * cache or elsewhere, so the forward pass never changes when the store does. */
+typedef struct lkv_model_kv lkv_model_kv;
+
+int lkv_model_kv_create(const lkv_model *m, const lkv_ctx_params *p, lkv_model_kv **out);
+void lkv_model_kv_free(lkv_model_kv *kv);
+/* Appends n tokens of one layer: k, v [n][Hk][d] f32 at positions pos[n]. */
+int lkv_model_kv_append(lkv_model_kv *kv, int layer, int n, const int32_t *pos,
+                        const float *k, const float *v);
+/* o[n_q][H][d] = attention of q[n_q][H][d] (positions q_pos) over the layer's cache. */
+int lkv_model_kv_attend(lkv_model_kv *kv, int layer, int n_q, const float *q,
+                        const int32_t *q_pos, float *o, lkv_threadpool *tp);
+/* Keeps the first n tokens (positions < n) of every layer. */
+int lkv_model_kv_truncate(lkv_model_kv *kv, int n);
+/* Bytes held by the store (measured from the pool when the cache provides it). */
+size_t lkv_model_kv_bytes(const lkv_model_kv *kv);
+int lkv_model_kv_save(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n);
+int lkv_model_kv_load(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n,
+                      int *n_loaded);
+
+/* ------------------------------------------------------------ forward */
+
+/* Scratch buffers of one context, sized for B = n_batch tokens. */
+typedef struct lkv_fwd_scratch {
+    int B;            /* tokens per chunk */
+    float *x;         /* [B][D] residual stream */
+    float *xb;        /* [B][D] normed input of a sublayer */
+    float *q;         /* [B][H*d] queries (after RoPE) */
+    float *k;         /* [B][Hk*d] keys (after RoPE) */
+    float *v;         /* [B][Hk*d] values */
+    float *att;       /* [B][H*d] attention output */
+    float *hb;        /* [B][F] gate, then silu(gate) * up */
+    float *hb2;       /* [B][F] up */
+    float *rope_cos;  /* [B][n_rot/2] */
+    float *rope_sin;  /* [B][n_rot/2] */
+    float *inv_freq;  /* [n_rot/2] */
+    int32_t *pos;     /* [B] positions of the chunk */
+    void *mm;         /* matmul scratch */
+    size_t mm_bytes;
+} lkv_fwd_scratch;
+
+int lkv_fwd_scratch_init(lkv_fwd_scratch *s, const lkv_model *m, int B);
+void lkv_fwd_scratch_free(lkv_fwd_scratch *s);
+
+/* Runs the Llama forward pass over n <= s->B tokens at positions pos0..pos0+n-1,
+ * appending their K/V to kv. When logits != NULL, writes the logits of the
+ * tokens i with want[i] != 0 (or all tokens if want == NULL), packed in order,
+ * [n_wanted][V]. */
+int lkv_llama_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
+                      const int32_t *tokens, int n, int32_t pos0, float *logits,
+                      const uint8_t *want, const lkv_ctx_params *p);
+
+#endif

@@ -1,0 +1,55 @@
+/* evict.h -- token-eviction policies (private to the press layer). */
+#ifndef LKV_PRESS_EVICT_H
+#define LKV_PRESS_EVICT_H
+
+#include "common/rng.h"
+#include "press/press.h"
+
+typedef enum lkv_evict_kind {
+    LKV_EVICT_NONE = 0,
+    LKV_EVICT_STREAMING,
+    LKV_EVICT_H2O,
+    LKV_EVICT_SNAPKV,
+    LKV_EVICT_PYRAMIDKV,
+    LKV_EVICT_TOVA,
+    LKV_EVICT_KNORM,
+    LKV_EVICT_RANDOM
+} lkv_evict_kind;
+
+struct lkv_press_state {
+    const struct lkv_press *press;
+    const lkv_press_stage *evict;  /* the eviction stage, or NULL */
+    lkv_evict_kind kind;
+    lkv_press_geom g;
+    int n_prompt, n_question;
+    int prefilled;
+    float **acc;                   /* [L*Hk] per-slot attention accumulators */
+    int *acc_cap;                  /* [L*Hk] their capacity */
+    int *kept;                     /* [L*Hk] tokens kept after prefill */
+    int *decode_budget;            /* [L] tokens per head kept while decoding */
+    int decode_steps;
+    lkv_rng rng;
+    /* scratch for scoring */
+    float *scratch_f;
+    size_t scratch_f_cap;
+    int *scratch_i;
+    size_t scratch_i_cap;
+    const lkv_press_stage *select; /* the selection stage, or NULL */
+    int64_t sel_attended, sel_held;
+    float *bound;                  /* [max pages] scratch for page bounds */
+    int bound_cap;
+    /* report */
+    size_t bytes_before, bytes_after;
+    int64_t evicted_tokens;
+    int n_events;
+};
+
+lkv_evict_kind lkv_evict_kind_of(const char *name);
+int lkv_press_span(const lkv_press_state *st);
+int lkv_streaming_recent(const lkv_press_state *st);
+int lkv_press_acc_reserve(lkv_press_state *st, int list, int n);
+
+/* Quest bound: the largest q.k over the box [kmin, kmax]. */
+float lkv_quest_bound(const float *q, const float *kmin, const float *kmax, int d);
+
+#endif
