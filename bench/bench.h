@@ -5,5 +5,7 @@
 #define LKV_BENCH_H
 
 int bench_attn(int argc, char **argv); /* bench/bench_attn.c */
+int bench_kv(int argc, char **argv);   /* bench/bench_kv.c */
+int bench_model(int argc, char **argv); /* bench/bench_model.c */
 
 #endif

@@ -13,8 +13,8 @@ typedef struct bench_command {
 
 static const bench_command benches[] = {
     {"attn", bench_attn, "attention kernels (decode GB/s, prefill GFLOP/s) vs measured machine limits"},
-    {"kv", NULL, "KV cache operations (append, fork, compress)"},
-    {"model", NULL, "end-to-end prefill / decode tokens/s on a GGUF model"},
+    {"kv", bench_kv, "KV cache: append, paged vs contiguous decode, fork, prefix hits, memory"},
+    {"model", bench_model, "end-to-end prefill / decode tokens/s on a GGUF model"},
 };
 
 static void usage(FILE *f) {

@@ -137,16 +137,42 @@ size_t lkv_kernels_describe(char *buf, size_t cap);
 
 /* ================================================================ attention */
 
-/* Element types of cached K/V. Enums only grow (quantized formats come later). */
+/* Element types of cached K/V. Enums only grow.
+ *
+ * Quantized dtypes (Q8, KIVI4, KIVI2) are accepted by lkv_attn_runs only (not
+ * by the contiguous lkv_attn_prefill / lkv_attn_decode). Their runs pack K/V as
+ * below; every scale and min is an IEEE half (uint16). A run may start at any
+ * token of its page: the kernels only ever advance k, v (and the per-token aux
+ * arrays) by whole rows. Dequantized value x' of code q:
+ *   Q8     k [n][d] int8, k_aux [n] scale per key row;    x' = scale * q
+ *          v [n][d] int8, v_aux [n] scale per value row   (symmetric, q in -127..127)
+ *   KIVIb  (b = 4 or 2 bits; asymmetric min-max, KIVI, Liu et al. 2024)
+ *          keys quantized per channel over the run's key group (a whole page):
+ *          k_aux [2][d]: scale[d] then min[d], shared by every token of the run
+ *          (so a KIVI run never spans two pages);        x' = min_c + scale_c * q
+ *          values per token over groups of 32 channels (the last group of a
+ *          row may be shorter when d % 32 != 0):
+ *          v_aux [n][ceil(d/32)][2]: (scale, min) per (token, group)
+ *          k, v  [n][row_bytes] codes, row_bytes = 16 * ceil(d / (128/b)): a
+ *          row is cut in blocks of 128/b channels (32 for 4-bit, 64 for
+ *          2-bit), 16 bytes each; byte j of a block holds, in bits
+ *          [b*i, b*i + b), the code of channel 16*i + j of that block
+ *          (i < 8/b), so one 16-byte load unpacks to 8/b vectors of 16
+ *          consecutive channels. Channels >= d in the last block are 0.
+ */
 typedef enum lkv_dtype {
     LKV_DTYPE_F32 = 0,
     LKV_DTYPE_F16 = 1,
     LKV_DTYPE_BF16 = 2,
+    LKV_DTYPE_Q8 = 3,    /* int8 per token (K and V rows each with one scale) */
+    LKV_DTYPE_KIVI4 = 4, /* KIVI 4-bit: keys per channel over the page, values per token */
+    LKV_DTYPE_KIVI2 = 5, /* KIVI 2-bit */
     LKV_DTYPE_COUNT_ /* not a type */
 } lkv_dtype;
 
 /* Size in bytes of one element of a plain dtype (0 for packed/quantized ones). */
 size_t lkv_dtype_size(lkv_dtype t);
+/* "f32", "f16", "bf16", "q8", "kivi4", "kivi2" ("unknown" otherwise). */
 const char *lkv_dtype_name(lkv_dtype t);
 
 /* Shape and masking of one attention call. Positions: every query and key carries
@@ -269,7 +295,9 @@ int lkv_convert_from_f32(lkv_dtype t, void *dst, const float *src, size_t n);
  */
 
 /* Read bandwidth: the threads stream through a working set of `bytes` bytes
- * (split into one contiguous slice per thread) and sum it, over and over.
+ * (split into one contiguous slice per thread) and sum it, over and over; one
+ * repetition reads at most 16 MiB per thread (moving on through the slice), so
+ * that short quiet moments of a busy machine are enough for a good estimate.
  * Choose bytes much larger than the last-level cache for DRAM bandwidth (e.g.
  * 256 MiB), or at most half the L2 size times the thread count for cache
  * bandwidth. 4096 * threads <= bytes <= 2^40. The buffer is allocated (and
@@ -303,8 +331,15 @@ int lkv_measure_fma_peak(double min_seconds, lkv_threadpool *tp, double *gflops)
  *   pages when cache pages are first placed on them, and returns them to the
  *   OS (madvise MADV_DONTNEED) when no cache page uses them any more. The
  *   budget caps the committed bytes (cache pages including their per-slot
- *   positions, digests and headers). Sequence page tables are ordinary heap
- *   memory (a few bytes per page) and are not charged to the budget.
+ *   positions, digests and headers). Keys and values of all pages live in two
+ *   separate address ranges, and each (layer, head) list takes its pages from
+ *   its own reserved (uncommitted) run of 16 page slots, so a list's pages lie
+ *   back to back even when it grows one token at a time, and attention streams
+ *   them like contiguous arrays. The price: a list holding any page commits at
+ *   least one OS page per array (header, K, V), i.e. 12 KiB with 4 KiB pages --
+ *   1 MiB for 30 layers x 3 heads, but relevant for tiny budgets. Sequence page tables are
+ *   ordinary heap memory (a few bytes per page), reported as meta_bytes and
+ *   not charged to the budget.
  *
  *   Sharing: full pages are shared by reference count between forks and with
  *   the prefix cache; a shared partial tail page is copied on the first write.
@@ -329,9 +364,12 @@ int lkv_measure_fma_peak(double min_seconds, lkv_threadpool *tp, double *gflops)
 typedef struct lkv_cache lkv_cache;
 typedef struct lkv_seq lkv_seq;
 
-/* Page formats. Plain formats use the lkv_dtype values; quantized formats
- * (int8, KIVI int4/int2) are added later with new values. Enums only grow. */
-#define LKV_PAGE_FORMAT_COUNT 3 /* formats this build can store */
+/* Page formats: the lkv_dtype values (f32, f16, bf16, q8, kivi4, kivi2; the
+ * byte layouts are those of the runs, see lkv_dtype). A cache may mix formats
+ * (recent pages exact, old pages quantized). KIVI pages are made only by
+ * lkv_seq_convert of full pages: their key group is the page, so a KIVI cache
+ * is created with page_tokens = the KIVI group (32 by default). Enums only grow. */
+#define LKV_PAGE_FORMAT_COUNT 6 /* formats this build can store */
 
 /* Cache parameters. */
 typedef struct lkv_cache_params {
@@ -339,7 +377,7 @@ typedef struct lkv_cache_params {
     int kv_heads;           /* Hk >= 1 */
     int head_dim;           /* d: a multiple of 8, 8..256 (the attention kernels' range) */
     int page_tokens;        /* slots per page, 1..4096; 0 = default 16 (see lkv_cache_default_params) */
-    lkv_dtype dtype;        /* storage format of new pages (F32/F16/BF16) */
+    lkv_dtype dtype;        /* storage format of new pages (F32/F16/BF16, or Q8: int8 written at append) */
     size_t budget_bytes;    /* hard cap on committed bytes (pages + per-slot metadata), >= 1 OS page */
     uint64_t model_id;      /* identity used in prefix hashes and snapshots (any value) */
 } lkv_cache_params;
@@ -447,6 +485,18 @@ int lkv_seq_truncate(lkv_seq *s, int n_tokens);
  * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_RANGE, LKV_ERR_BUDGET, LKV_ERR_NOMEM. */
 int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n);
 
+/* Re-encodes full pages [first_page, first_page + n_pages) of (layer, head) into
+ * format `to` (any storable lkv_dtype; e.g. KIVI2 for old pages of a KIVI
+ * policy). Pages already in that format are left alone; the page digest is
+ * recomputed from the stored values (for KIVI it follows from the key scales).
+ * All-or-nothing: every new page is obtained first, so on LKV_ERR_BUDGET or
+ * LKV_ERR_NOMEM nothing changes. A page shared with a fork or the prefix cache
+ * is replaced in this sequence's list only (the other holders keep the old
+ * page); pages nobody else holds are freed, so the committed bytes drop.
+ * Partial pages (the tail) cannot be converted to KIVI (LKV_ERR_RANGE).
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_RANGE, LKV_ERR_BUDGET, LKV_ERR_NOMEM. */
+int lkv_seq_convert(lkv_seq *s, int layer, int head, int first_page, int n_pages, lkv_dtype to);
+
 /* Copies positions of slots [slot0, slot0 + n) of (layer, head) into pos[n].
  * Returns LKV_OK, LKV_ERR_INVALID or LKV_ERR_RANGE. */
 int lkv_seq_get_positions(const lkv_seq *s, int layer, int head, int slot0, int n, int32_t *pos);
@@ -484,6 +534,8 @@ int lkv_seq_page_info(const lkv_seq *s, int layer, int head, int page, lkv_page_
  *          largest position held by the layer (n_q - 1 when empty).
  *   o      [n_q][q_heads][head_dim] f32 output; lse [n_q][q_heads] or NULL.
  *   tp     thread pool or NULL.
+ * Consecutive pages that are adjacent in the pool and hold consecutive
+ * positions are passed as one run (fewer, longer runs for the kernel).
  * Uses the sequence's scratch (one attend per sequence at a time).
  * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_NOMEM (scratch growth). */
 int lkv_seq_attend(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q, const float *q,
@@ -818,18 +870,18 @@ size_t lkv_ctx_kv_bytes(const lkv_ctx *ctx);
  * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_IO, LKV_ERR_NOMEM. */
 int lkv_ctx_save_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n);
 
-/* Loads a prompt snapshot into an empty context when it belongs to this model
- * and its tokens are a prefix of tokens[0..n) (a snapshot is never trusted:
- * identity, version and checksums are verified).
+/* Loads a prompt snapshot into an empty context when it belongs to this model,
+ * keeping the longest common prefix of its tokens and tokens[0..n) (a snapshot
+ * is never trusted: identity, version and checksums are verified first).
  *   n_loaded  receives the number of tokens restored (0 on error)
- * The caller then evaluates tokens[*n_loaded..n); when the snapshot covers all n
- * tokens, the last one would have no logits, so it is
- * re-evaluated: lkv_ctx_load_prompt restores at most n - 1 tokens (it truncates
- * a snapshot of all n tokens to n - 1), so the last token is always evaluated.
- * Returns LKV_OK; LKV_ERR_NOT_FOUND (no file), LKV_ERR_FORMAT (corrupt),
- * LKV_ERR_VERSION (another model, format version or cache layout), LKV_ERR_RANGE
- * (the tokens differ), LKV_ERR_STATE (the context is not empty), LKV_ERR_IO,
- * LKV_ERR_NOMEM. On error the context is left empty. */
+ * The caller then evaluates tokens[*n_loaded..n). At most n - 1 tokens are
+ * restored (a snapshot covering all n is truncated to n - 1), so the last token
+ * is always evaluated again and its logits are available.
+ * Returns LKV_OK; LKV_ERR_NOT_FOUND (no file), LKV_ERR_FORMAT (corrupt or
+ * truncated), LKV_ERR_VERSION (another model, format version or cache layout),
+ * LKV_ERR_RANGE (the first tokens already differ), LKV_ERR_STATE (the context is
+ * not empty), LKV_ERR_BUDGET, LKV_ERR_IO, LKV_ERR_NOMEM. On error the context is
+ * left empty. */
 int lkv_ctx_load_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n,
                         int *n_loaded);
 
@@ -881,7 +933,7 @@ int lkv_sampler_sample(lkv_sampler *s, const float *logits, int n_vocab, int32_t
  *     lkv_task_params p = lkv_task_default_params();
  *     lkv_task_params_preset("niah_multikey", &p);
  *     p.ctx_tokens = 4096; p.depth = 25; p.seed = 7;
- *     p.count_tokens = my_counter; p.count_ctx = my_tokenizer;
+ *     p.count_tokens = lkv_count_tokens_model; p.count_ctx = model;
  *     lkv_task_sample s = {0};
  *     if (lkv_task_generate(&p, c, &s) == LKV_OK) {
  *         // feed s.context (compressible) then s.question and s.answer_prefix
@@ -901,6 +953,11 @@ typedef int (*lkv_count_tokens_fn)(void *ctx, const char *text, size_t len);
 /* A stand-in counter: the number of whitespace-separated words (ctx unused).
  * Additive over text joined at whitespace, which makes depths easy to check. */
 int lkv_count_words(void *ctx, const char *text, size_t len);
+
+/* The counter for a loaded model (ctx: the lkv_model *): tokens of the text
+ * alone, without BOS, special-token text counted as plain text. A prompt fed
+ * with BOS or inside a chat template is that many tokens longer. */
+int lkv_count_tokens_model(void *model, const char *text, size_t len);
 
 /* ------------------------------------------------------------ corpora */
 
@@ -956,7 +1013,9 @@ typedef struct lkv_task_params {
                         * haystack tokens before it; placed at the nearest sentence
                         * boundary (the achieved depth is reported) */
     uint64_t seed;     /* everything random (key, values, words, haystack start,
-                        * other needles' depths) derives from it */
+                        * other needles' depths) derives from it; none of it
+                        * depends on depth or ctx_tokens, so a depth x length
+                        * grid with one seed varies only what it names */
     int n_keys;        /* NIAH: needles with distinct keys, 1.. (multi-key: the
                         * others are distractors) */
     int n_values;      /* NIAH: values per key, 1.. (multi-value) */
@@ -981,8 +1040,9 @@ typedef struct lkv_needle {
     size_t offset;    /* byte offset of the needle sentence in prompt */
     size_t len;       /* its length in bytes */
     int token_pos;    /* tokens of prompt[0..offset) */
-    double depth;     /* achieved depth in percent: haystack tokens before it (not
-                       * counting other needles) / all haystack tokens */
+    double depth;     /* achieved depth in percent: tokens of the haystack text
+                       * before it / tokens of the whole haystack, both counted as
+                       * whole texts with the needles' own tokens taken out */
     int asked;        /* 1 if the question asks for this needle's value */
 } lkv_needle;
 
@@ -1000,7 +1060,8 @@ typedef struct lkv_task_sample {
     int ctx_target;           /* params.ctx_tokens */
     int n_tokens;             /* tokens of prompt */
     int context_tokens;       /* tokens of context */
-    int haystack_tokens;      /* sum of the tokens of the haystack sentences */
+    int haystack_tokens;      /* tokens of the haystack (counted whole, joins
+                               * included) less the needles' own tokens */
     int haystack_sentences;   /* sentences (filler units for passkey) used */
     size_t haystack_offset;   /* bytes [haystack_offset, haystack_end) of prompt hold */
     size_t haystack_end;      /* the haystack with its needles */
@@ -1016,8 +1077,11 @@ typedef struct lkv_task_sample {
 } lkv_task_sample;
 
 /* Generates one sample. corpus: the haystack for NIAH (required), ignored for
- * passkey. *out must be zeroed or cleared; on failure it is left cleared.
- * Deterministic: the same params, corpus and counter give the same sample.
+ * passkey. *out is overwritten (clear a previous sample first, or it leaks); on
+ * failure it is left cleared. Deterministic: the same params, corpus and counter
+ * give the same sample. Thread-safe for distinct samples if the counter is.
+ * Cost: every haystack sentence is counted once, the whole prompt two or three
+ * times, and the prompt prefix before each needle once (for token_pos).
  * Returns LKV_OK, LKV_ERR_INVALID (bad params, or ctx_tokens too small for the
  * template: the message says how many tokens it needs), LKV_ERR_NOMEM, or the
  * counter's error. */

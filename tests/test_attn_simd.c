@@ -256,11 +256,15 @@ static tcase random_case(int d, int G, int n_tok, int n_kv) {
 static void test_level(const lkv_kernel_table *ref, lkv_isa level) {
     lkv_kernel_table kt;
     lkv_kernels_build(&kt, level);
+    for (int dt = 0; dt < LKV_DTYPE_COUNT_; dt++)
+        printf("  attn.%s: %s, attn_observe.%s: %s\n", lkv_dtype_name((lkv_dtype)dt),
+               lkv_isa_name(kt.attn_isa[dt]), lkv_dtype_name((lkv_dtype)dt),
+               lkv_isa_name(kt.attn_observe_isa[dt]));
     static const int dims[] = {8, 16, 64, 80, 128, 256};
     static const int groups[] = {1, 3, 4, 8};
     static const int kvs[] = {1, 7, 33, 100, 1029};
     static const int toks[] = {1, 2, 5, 16, 70};
-    for (int dt = 0; dt < LKV_DTYPE_COUNT_; dt++) {
+    for (int dt = 0; dt <= LKV_DTYPE_BF16; dt++) { /* plain dtypes; quantized: test_kv_quant.c */
         /* edge cases first */
         tcase c = random_case(64, 4, 1, 1);
         c.causal = 1;
@@ -339,7 +343,7 @@ static void test_api(lkv_isa level) {
     float *lse = lkv_malloc(sizeof(float) * (size_t)n_q * H);
     float *obs_ref = lkv_calloc((size_t)Hk * n_kv, sizeof(float));
     float *obs = lkv_calloc((size_t)Hk * n_kv, sizeof(float));
-    for (int dt = 0; dt < LKV_DTYPE_COUNT_; dt++) {
+    for (int dt = 0; dt <= LKV_DTYPE_BF16; dt++) { /* quantized: test_kv_quant.c */
         lkv_kv_tensor kv;
         memset(&kv, 0, sizeof kv);
         kv.dtype = (lkv_dtype)dt;

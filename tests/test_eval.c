@@ -106,6 +106,14 @@ static void test_sentences(void) {
     c = NULL;
     CHECK(lkv_corpus_from_text("e", " \n\n \t", 5, &c) == LKV_ERR_FORMAT && !c, "empty corpus");
     CHECK(lkv_corpus_load("/nonexistent/x.txt", &c) == LKV_ERR_IO && !c, "missing file");
+    size_t huge_len = (1u << 20) + 10;
+    char *huge = malloc(huge_len);
+    if (huge) {
+        memset(huge, 'a', huge_len); /* one "word" over the 1 MiB sentence limit */
+        CHECK(lkv_corpus_from_text("h", huge, huge_len, &c) == LKV_ERR_FORMAT && !c,
+              "over-long sentence");
+        free(huge);
+    }
     lkv_corpus_free(NULL);
 }
 
@@ -185,8 +193,9 @@ static int haystack_words_before(const lkv_task_sample *s, int i) {
 /* Largest unit (sentence or filler repetition) of the haystack, in words,
  * including the next one, which did not fit (the bound on the shortfall). */
 static int max_unit_words(const lkv_task_sample *s, const lkv_corpus *c) {
-    if (!c)
-        return 18; /* the passkey filler: 18 words */
+    if (!c) /* the passkey filler */
+        return words("The grass is green. The sky is blue. The sun is yellow. Here we go. "
+                     "There and back again.", 89);
     int mx = 0;
     size_t n = lkv_corpus_n_sentences(c);
     for (int k = 0; k <= s->haystack_sentences; k++) {
@@ -265,7 +274,7 @@ static void test_passkey(uint64_t seed) {
                      s.expected[0], s.expected[0]);
             CHECK(count_occ(s.context, s.context_len, needle) == 1, "%s: needle count", what);
             CHECK(count_occ(s.context, s.context_len, s.expected[0]) == 2, "%s: key count", what);
-            CHECK(s.n_tokens > s.ctx_target - 18, "%s: %d tokens, wanted close to %d", what,
+            CHECK(s.n_tokens > s.ctx_target - 19, "%s: %d tokens, wanted close to %d", what,
                   s.n_tokens, s.ctx_target);
             CHECK(strstr(s.context, "There is an important info hidden") == s.context,
                   "%s: instruction first", what);
@@ -412,6 +421,26 @@ static void test_niah(uint64_t seed, lkv_corpus *corpus, const char *corpus_labe
     lkv_task_sample_clear(&a);
     lkv_task_sample_clear(&b);
 
+    /* a depth x length grid varies only depth and length: for one seed the
+     * haystack start, keys and values stay the same */
+    p = lkv_task_default_params();
+    CHECK_OK(lkv_task_params_preset("niah_multivalue", &p));
+    p.seed = seed;
+    p.depth = 0;
+    p.ctx_tokens = 500;
+    CHECK_OK(lkv_task_generate(&p, corpus, &a));
+    p.depth = 100;
+    p.ctx_tokens = 900;
+    CHECK_OK(lkv_task_generate(&p, corpus, &b));
+    CHECK(a.corpus_start == b.corpus_start, "haystack start moved with depth/ctx");
+    for (int i = 0; i < a.n_needles && i < b.n_needles; i++)
+        CHECK(strcmp(a.needles[i].key, b.needles[i].key) == 0 &&
+                  strcmp(a.needles[i].value, b.needles[i].value) == 0,
+              "needle %d changed with depth/ctx", i);
+    CHECK(a.needles[0].offset < b.needles[0].offset, "depth 0 before depth 100");
+    lkv_task_sample_clear(&a);
+    lkv_task_sample_clear(&b);
+
     /* tokenizers that are not additive over joins still fit */
     lkv_count_tokens_fn counters[] = {count_quarter_bytes, count_floor_bytes};
     for (int k = 0; k < 2; k++) {
@@ -463,6 +492,79 @@ static void test_niah_wrap(uint64_t seed) {
     }
     lkv_task_sample_clear(&s);
     lkv_corpus_free(c);
+}
+
+/* With the real tokenizer (SmolLM2's, when scripts/get_model.sh fetched it):
+ * lengths fit, needles sit at their depth within one sentence plus the
+ * tokenizer's joins. */
+static void test_real_tokenizer(uint64_t seed, lkv_corpus *corpus) {
+    const char *root = getenv("LONGKV_ROOT");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", root ? root : ".");
+    lkv_model *m = NULL;
+    if (lkv_model_load(path, NULL, &m) != LKV_OK) {
+        printf("real tokenizer: %s not loadable (%s), skipped\n", path, lkv_last_error());
+        return;
+    }
+    int quick = getenv("LONGKV_TEST_QUICK") != NULL;
+    static const char *const tasks[] = {"passkey", "niah_single", "niah_multikey"};
+    static const int ctxs[] = {1024, 4096};
+    static const double depths[] = {0, 50, 100};
+    int checked = 0;
+    for (int ti = 0; ti < 3; ti++) {
+        for (int ci = 0; ci < (quick ? 1 : 2); ci++) {
+            for (int di = 0; di < 3; di++) {
+                lkv_task_params p = lkv_task_default_params();
+                CHECK_OK(lkv_task_params_preset(tasks[ti], &p));
+                p.ctx_tokens = ctxs[ci];
+                p.depth = depths[di];
+                p.seed = seed + (uint64_t)di;
+                p.count_tokens = lkv_count_tokens_model;
+                p.count_ctx = m;
+                lkv_task_sample s = {0};
+                char what[96];
+                snprintf(what, sizeof what, "tokenizer %s ctx %d depth %.0f", tasks[ti],
+                         p.ctx_tokens, p.depth);
+                CHECK_OK(lkv_task_generate(&p, ti ? corpus : NULL, &s));
+                if (!s.prompt)
+                    continue;
+                int n = lkv_count_tokens_model(m, s.prompt, s.prompt_len);
+                CHECK(n == s.n_tokens && n <= p.ctx_tokens, "%s: %d tokens (reported %d)", what,
+                      n, s.n_tokens);
+                /* the shortfall is at most the next unit, which did not fit */
+                const char *t = "The grass is green. The sky is blue. The sun is yellow. Here we "
+                                "go. There and back again.";
+                size_t tl = strlen(t);
+                if (ti) {
+                    size_t ns = lkv_corpus_n_sentences(corpus);
+                    lkv_corpus_sentence(corpus, (s.corpus_start + (size_t)s.haystack_sentences) % ns,
+                                        &t, &tl, NULL);
+                }
+                int next = lkv_count_tokens_model(m, t, tl);
+                CHECK(n > p.ctx_tokens - next - 8, "%s: %d tokens, next unit %d", what, n, next);
+                /* depth measured with the tokenizer over the haystack prefix */
+                const lkv_needle *nd = &s.needles[0];
+                int before = lkv_count_tokens_model(m, s.prompt + s.haystack_offset,
+                                                    nd->offset - s.haystack_offset);
+                for (int j = 1; j < s.n_needles; j++)
+                    if (s.needles[j].offset < nd->offset)
+                        before -= lkv_count_tokens_model(m, s.prompt + s.needles[j].offset,
+                                                         s.needles[j].len);
+                double measured = 100.0 * before / s.haystack_tokens;
+                CHECK(fabs(measured - nd->depth) < 0.5, "%s: reported depth %.2f, measured %.2f",
+                      what, nd->depth, measured);
+                /* within one sentence (about 1.5 tokens a word) of the request */
+                double unit = 150.0 * max_unit_words(&s, ti ? corpus : NULL) / s.haystack_tokens;
+                CHECK(fabs(nd->depth - p.depth) <= unit + 0.5,
+                      "%s: needle at %.2f%%, asked %.0f%% (one sentence is %.2f%%)", what,
+                      nd->depth, p.depth, unit);
+                checked++;
+                lkv_task_sample_clear(&s);
+            }
+        }
+    }
+    printf("real tokenizer: %d samples checked with %s\n", checked, path);
+    lkv_model_free(m);
 }
 
 /* ================================================================ scores */
@@ -1108,6 +1210,7 @@ int main(void) {
     if (kjv && strcmp(lkv_corpus_name(kjv), "builtin") != 0)
         test_niah(seed + 99, kjv, "kjv");
     test_niah_wrap(seed);
+    test_real_tokenizer(seed, austen);
     lkv_corpus *builtin = NULL;
     CHECK_OK(lkv_corpus_builtin(&builtin));
     if (builtin)

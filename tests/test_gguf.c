@@ -406,8 +406,7 @@ static void test_malformed(void) {
 
 /* --------------------------------------------------------- the real model */
 
-static int find_model(char *path, size_t cap) {
-    const char *rel = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+static int find_model(const char *rel, char *path, size_t cap) {
     const char *root = getenv("LONGKV_ROOT");
     const char *cands[] = {root, ".", "..", "../..", "/work/main"};
     for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
@@ -423,7 +422,7 @@ static int find_model(char *path, size_t cap) {
 
 static void test_real_model(void) {
     char path[4096];
-    if (!find_model(path, sizeof path)) {
+    if (!find_model("models/SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path)) {
         printf("SmolLM2 model: skipped (models/SmolLM2-135M-Instruct.Q4_1.gguf not found; "
                "run scripts/get_model.sh)\n");
         return;
@@ -495,6 +494,83 @@ static void test_real_model(void) {
     lkv_gguf_close(g);
 }
 
+/* Gemma-3-270M (optional: scripts/get_model.sh --gemma): header, tensor types
+ * (Q5_0, Q8_0, Q4_K, Q6_K, F32) and finite values; a Q4_K and a Q6_K weight
+ * through lkv_matmul against the dequantized dot. */
+static void test_gemma(void) {
+    char path[4096];
+    if (!find_model("models/gemma-3-270m-Q4_K_M.gguf", path, sizeof path)) {
+        printf("Gemma model: skipped (run scripts/get_model.sh --gemma)\n");
+        return;
+    }
+    lkv_gguf *g = NULL;
+    CHECK_OK(lkv_gguf_open(path, &g));
+    if (!g)
+        return;
+    lkv_gguf_str s = {0};
+    CHECK_OK(lkv_gguf_get_str(g, "general.architecture", &s));
+    CHECK(lkv_gguf_str_eq(s, "gemma3"), "gemma architecture");
+    int64_t v = 0;
+    CHECK_OK(lkv_gguf_get_i64(g, "gemma3.block_count", &v));
+    CHECK(v == 18, "gemma block_count %lld", (long long)v);
+    CHECK(lkv_gguf_n_tensors(g) == 236, "gemma n_tensors");
+    int counts[LKV_Q_COUNT_] = {0}, finite = 1;
+    float *row = lkv_malloc(4096 * sizeof(float));
+    for (uint64_t i = 0; i < lkv_gguf_n_tensors(g); i++) {
+        const lkv_gguf_tensor *t = lkv_gguf_tensor_at(g, i);
+        counts[t->type]++;
+        if (t->ne[0] > 4096) {
+            finite = 0;
+            continue;
+        }
+        int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
+        for (int64_t r = 0; r < nrows; r += quick ? 97 : 1) {
+            if (lkv_get_row(t->type, t->data, t->ne[0], r, row) < 0) {
+                finite = 0;
+                break;
+            }
+            for (int64_t c = 0; c < t->ne[0]; c++)
+                finite &= isfinite(row[c]) != 0;
+        }
+    }
+    CHECK(finite, "every gemma tensor dequantizes to finite values");
+    CHECK(counts[LKV_Q_Q5_0] == 81 && counts[LKV_Q_Q4_K] == 27 && counts[LKV_Q_Q6_K] == 9 &&
+              counts[LKV_Q_Q8_0] == 10 && counts[LKV_Q_F32] == 109,
+          "gemma tensor types");
+    lkv_rng r;
+    lkv_rng_seed(&r, lkv_test_seed() ^ 0x6e);
+    for (uint64_t i = 0; i < lkv_gguf_n_tensors(g); i++) {
+        const lkv_gguf_tensor *t = lkv_gguf_tensor_at(g, i);
+        if (t->n_dims != 2 || t->ne[1] > 4096 ||
+            (t->type != LKV_Q_Q4_K && t->type != LKV_Q_Q6_K && t->type != LKV_Q_Q5_0))
+            continue;
+        int64_t cols = t->ne[0], rows = t->ne[1];
+        float *x = lkv_malloc((size_t)cols * sizeof(float));
+        float *y = lkv_malloc((size_t)rows * sizeof(float));
+        lkv_test_fill_normal(&r, x, (size_t)cols, 1.0f);
+        CHECK_OK(lkv_matmul(t->type, t->data, rows, cols, x, 1, y, NULL, NULL));
+        double worst = 0, ymax = 0;
+        for (int64_t rr = 0; rr < rows; rr++) {
+            lkv_get_row(t->type, t->data, cols, rr, row);
+            double d = 0;
+            for (int64_t c = 0; c < cols; c++)
+                d += (double)row[c] * x[c];
+            worst = fmax(worst, fabs(d - y[rr]));
+            ymax = fmax(ymax, fabs(d));
+        }
+        CHECK(worst / ymax < 0.03, "gemma %.*s matmul rel err %.3g", (int)t->name.len,
+              t->name.ptr, worst / ymax);
+        lkv_free(x);
+        lkv_free(y);
+        counts[t->type] = -1000; /* one tensor per type */
+        if (counts[LKV_Q_Q4_K] < 0 && counts[LKV_Q_Q6_K] < 0 && counts[LKV_Q_Q5_0] < 0)
+            break;
+    }
+    lkv_free(row);
+    printf("Gemma model: 236 tensors checked\n");
+    lkv_gguf_close(g);
+}
+
 /* ------------------------------------------------------------- corpus */
 
 static int write_corpus(const char *dir) {
@@ -534,5 +610,6 @@ int main(int argc, char **argv) {
     CHECK(lkv_alloc_count_live() == live, "no leaked allocations (%zu live, %zu before)",
           lkv_alloc_count_live(), live);
     test_real_model();
+    test_gemma();
     return lkv_test_finish("test_gguf");
 }

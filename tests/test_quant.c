@@ -230,7 +230,7 @@ typedef struct mm_case {
 
 /* Checks one (type, shape) against every ISA level, n_tok and thread count. */
 static void check_matmul(lkv_rng *rng, int type, int64_t rows, int64_t cols,
-                         lkv_threadpool *pools[4], int max_tok) {
+                         lkv_threadpool *pools[4], int min_tok, int max_tok) {
     const lkv_qtraits *tr = lkv_qtype_traits(type);
     void *w = random_weights(rng, type, rows, cols);
     float *wf = lkv_malloc((size_t)(rows * cols) * sizeof(float));
@@ -281,7 +281,7 @@ static void check_matmul(lkv_rng *rng, int type, int64_t rows, int64_t cols,
         lkv_kernel_table kt;
         lkv_kernels_build(&kt, (lkv_isa)level);
         const char *variant = kt.qmm[type].variant;
-        for (int n_tok = 1; n_tok <= max_tok; n_tok++) {
+        for (int n_tok = min_tok; n_tok <= max_tok; n_tok++) {
             for (int th = 1; th <= 3; th++) {
                 if (quick && th == 2)
                     continue;
@@ -336,10 +336,14 @@ static void test_matmul(lkv_threadpool *pools[4]) {
             for (int ri = 0; ri < 3; ri++) {
                 if (quick && ri == 1)
                     continue;
-                check_matmul(&rng, type, rows_list[ri], cols_list[ci], pools,
+                check_matmul(&rng, type, rows_list[ri], cols_list[ci], pools, 1,
                              quick ? 5 : 9);
             }
     }
+    /* prefill-sized batches cross the kernels' 64-token chunks */
+    int big[3] = {LKV_Q_Q4_1, LKV_Q_Q8_0, LKV_Q_Q6_K};
+    for (int i = 0; i < 3; i++)
+        check_matmul(&rng, big[i], 13, big[i] == LKV_Q_Q6_K ? 512 : 192, pools, 70, 70);
     /* get_row equals the dequantized row */
     {
         void *w = random_weights(&rng, LKV_Q_Q4_1, 5, 64);
@@ -401,6 +405,8 @@ static void perf(lkv_threadpool *pools[4]) {
     static const mm_case cases[] = {
         {LKV_Q_Q4_1, 1536, 576}, {LKV_Q_Q4_1, 576, 1536}, {LKV_Q_Q4_1, 576, 576},
         {LKV_Q_Q8_0, 49152, 576}, {LKV_Q_Q4_0, 1536, 576},
+        /* Gemma-3-270M: hidden 640 (Q5_0 / Q8_0 rows), ffn 2048 (k-quant rows) */
+        {LKV_Q_Q5_0, 2048, 640}, {LKV_Q_Q4_K, 640, 2048}, {LKV_Q_Q6_K, 640, 2048},
     };
     lkv_rng rng;
     lkv_rng_seed(&rng, 7);
@@ -451,6 +457,14 @@ int main(void) {
     lkv_threadpool *pools[4] = {NULL, NULL, NULL, NULL};
     for (int i = 1; i <= 3; i++)
         CHECK_OK(lkv_threadpool_create(i, &pools[i]));
+    for (int level = LKV_ISA_REF; level <= (int)lkv_cpu_isa(); level++) {
+        lkv_kernel_table kt;
+        lkv_kernels_build(&kt, (lkv_isa)level);
+        printf("level %s:", lkv_isa_name((lkv_isa)level));
+        for (int i = 0; i < N_TYPES; i++)
+            printf(" %s=%s", lkv_qtype_traits(all_types[i])->name, kt.qmm[all_types[i]].variant);
+        printf("\n");
+    }
     test_traits();
     test_dequant_known();
     test_act_quant();

@@ -38,4 +38,8 @@ char *cli_read_file(const char *cmd, const char *path, size_t *len);
 /* Monotonic seconds. */
 double cli_now(void);
 
+/* CPU seconds used by the whole process (all threads): with the wall time it
+ * shows how much of a run other processes took on a shared machine. */
+double cli_cpu_now(void);
+
 #endif

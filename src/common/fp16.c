@@ -21,6 +21,9 @@ const char *lkv_dtype_name(lkv_dtype t) {
     case LKV_DTYPE_F32: return "f32";
     case LKV_DTYPE_F16: return "f16";
     case LKV_DTYPE_BF16: return "bf16";
+    case LKV_DTYPE_Q8: return "q8";
+    case LKV_DTYPE_KIVI4: return "kivi4";
+    case LKV_DTYPE_KIVI2: return "kivi2";
     default: return "unknown";
     }
 }

@@ -51,6 +51,9 @@ static int ends_with_abbreviation(const char *text, size_t start, size_t dot) {
 }
 
 static int push_sentence(eval_sentence **v, size_t *n, size_t *cap, size_t off, size_t len) {
+    if (len > MAX_SENTENCE_BYTES)
+        LKV_FAIL(LKV_ERR_FORMAT, "a sentence of %zu bytes (the limit is %u)", len,
+                 MAX_SENTENCE_BYTES);
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 256;
         eval_sentence *p = lkv_realloc(*v, nc * sizeof *p);
@@ -158,10 +161,6 @@ static int corpus_build(lkv_corpus *c, const char *raw, size_t raw_len) {
     c->text_len = o;
     if (c->n_sent == 0)
         LKV_FAIL(LKV_ERR_FORMAT, "corpus \"%s\" has no sentence", c->name);
-    for (size_t s = 0; s < c->n_sent; s++)
-        if (c->sent[s].len > MAX_SENTENCE_BYTES)
-            LKV_FAIL(LKV_ERR_FORMAT, "corpus \"%s\": sentence %zu is over %u bytes", c->name, s,
-                     MAX_SENTENCE_BYTES);
     return LKV_OK;
 }
 

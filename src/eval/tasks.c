@@ -478,8 +478,20 @@ static int build(gen *g, lkv_task_sample *s, lkv_sb *b) {
     if (!needles_unique(g, s, b->data, context_len))
         return 1;
 
-    /* fill the sample */
-    int64_t hay_tokens = g->cum[m];
+    /* Fill the sample. Depths are measured, not taken from the placement's
+     * sums: the haystack is counted whole (joins included) and each needle's
+     * own tokens are taken out, so the reported depth is the share of real
+     * haystack tokens before the needle. */
+    int needle_tok[LKV_TASK_MAX_NEEDLES];
+    int64_t hay_tokens = count(g, b->data + hay_off, hay_end - hay_off);
+    if (hay_tokens < 0)
+        return (int)hay_tokens;
+    for (int i = 0; i < g->n_needles; i++) {
+        needle_tok[i] = count(g, g->needles[i].text, strlen(g->needles[i].text));
+        if (needle_tok[i] < 0)
+            return needle_tok[i];
+        hay_tokens -= needle_tok[i];
+    }
     for (int i = 0; i < g->n_needles; i++) {
         lkv_needle *nd = &s->needles[i];
         nd->offset = offs[i];
@@ -488,9 +500,14 @@ static int build(gen *g, lkv_task_sample *s, lkv_sb *b) {
         if (tp < 0)
             return tp;
         nd->token_pos = tp;
-        nd->depth = hay_tokens > 0 ? 100.0 * (double)g->cum[g->needles[i].boundary] /
-                                         (double)hay_tokens
-                                   : 0.0;
+        int64_t before = count(g, b->data + hay_off, offs[i] - hay_off);
+        if (before < 0)
+            return (int)before;
+        for (int j = 0; j < g->n_needles; j++)
+            if (j != i && offs[j] < offs[i])
+                before -= needle_tok[j];
+        double d = hay_tokens > 0 ? 100.0 * (double)before / (double)hay_tokens : 0.0;
+        nd->depth = d < 0.0 ? 0.0 : d > 100.0 ? 100.0 : d;
     }
     int ctx_tok = count(g, b->data, context_len);
     if (ctx_tok < 0)

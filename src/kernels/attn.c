@@ -33,6 +33,7 @@
 #include "common/alloc.h"
 #include "common/error.h"
 #include "kernels/kernels.h"
+#include "kernels/kv_quant.h"
 
 #define MAX_Q_TILE 64                  /* query tokens per task, at most */
 #define STATE_BUDGET_FLOATS (32 * 1024) /* (m, l, acc) of one task: 128 KiB, L2-sized */
@@ -148,6 +149,11 @@ static lkv_kv_run sub_run(const attn_call *c, const lkv_kv_run *run, int a, int 
     size_t stride = c->kv_stride ? c->kv_stride : (size_t)c->d;
     size_t skip = (size_t)a * stride * lkv_dtype_size(run->dtype); /* bytes */
     lkv_kv_run s = *run;
+    if (lkv_kvq_is_quant(run->dtype)) { /* quantized runs: whole packed rows (kv_quant.h) */
+        skip = (size_t)a * lkv_kvq_row_bytes(run->dtype, c->d);
+        s.k_aux = run->k_aux ? (const char *)run->k_aux + (size_t)a * lkv_kvq_kaux_row_bytes(run->dtype, c->d) : NULL;
+        s.v_aux = run->v_aux ? (const char *)run->v_aux + (size_t)a * lkv_kvq_vaux_row_bytes(run->dtype, c->d) : NULL;
+    }
     s.k = (const char *)run->k + skip;
     s.v = (const char *)run->v + skip;
     if (run->pos)
@@ -552,6 +558,9 @@ static int attn_contiguous(const char *fn, int split_keys, const lkv_attn_params
     if (!kv)
         LKV_FAIL(LKV_ERR_INVALID, "%s: kv is NULL", fn);
     LKV_TRY(check_dtype(fn, kv->dtype, obs != NULL));
+    if (lkv_kvq_is_quant(kv->dtype)) /* packed rows have no element strides: use runs */
+        LKV_FAIL(LKV_ERR_UNSUPPORTED, "%s: quantized K/V (%s) is only accepted by lkv_attn_runs",
+                 fn, lkv_dtype_name(kv->dtype));
     if (kv->n < 0)
         LKV_FAIL(LKV_ERR_INVALID, "%s: kv->n=%d is negative", fn, kv->n);
     if (kv->n > 0 && (!kv->k || !kv->v))
@@ -642,6 +651,9 @@ int lkv_attn_runs(const lkv_attn_params *p, int n_q, const float *q, const int32
             LKV_TRY(check_dtype(fn, r->dtype, r->obs != NULL));
             if (!r->k || !r->v)
                 LKV_FAIL(LKV_ERR_INVALID, "%s: head %d run %d: k or v is NULL", fn, h, i);
+            if (lkv_kvq_is_quant(r->dtype) && (!r->k_aux || !r->v_aux))
+                LKV_FAIL(LKV_ERR_INVALID, "%s: head %d run %d: %s run without k_aux/v_aux", fn,
+                         h, i, lkv_dtype_name(r->dtype));
             LKV_TRY(check_positions(fn, "key", r->pos, r->pos0, r->n, 1));
             if (run_pos(r, 0) <= last)
                 LKV_FAIL(LKV_ERR_INVALID,

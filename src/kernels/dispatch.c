@@ -80,5 +80,24 @@ size_t lkv_kernels_describe(char *buf, size_t cap) {
             snprintf(buf + n, cap - n, "%s", line);
         n += (size_t)w;
     }
+    /* weight products (quant.h): one line, "matmul: q4_1=avx512vnni q8_0=... " */
+    w = snprintf(line, sizeof line, "matmul:");
+    if (buf && n < cap)
+        snprintf(buf + n, cap - n, "%s", line);
+    n += (size_t)w;
+    for (int q = 0; q < LKV_Q_COUNT_; q++) {
+        const lkv_qmm_kernel *k = &t->qmm[q];
+        if (!k->rows)
+            continue;
+        w = snprintf(line, sizeof line, " %s=%s", lkv_qtype_traits(q)->name,
+                     k->variant ? k->variant : lkv_isa_name(k->isa));
+        if (buf && n < cap)
+            snprintf(buf + n, cap - n, "%s", line);
+        n += (size_t)w;
+    }
+    w = snprintf(line, sizeof line, "\n");
+    if (buf && n < cap)
+        snprintf(buf + n, cap - n, "%s", line);
+    n += (size_t)w;
     return n;
 }

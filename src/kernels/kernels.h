@@ -14,6 +14,8 @@
 #include "longkv.h"
 #include "kernels/quant.h"
 
+typedef struct lkv_kernel_table lkv_kernel_table;
+
 /* ------------------------------------------------------------- attention */
 
 /* A block of query rows that share one KV head, with the online-softmax state
@@ -71,6 +73,20 @@ void lkv_attn_observe_f16_ref(const lkv_attn_block *b, const float *lse, const l
 void lkv_attn_observe_bf16_ref(const lkv_attn_block *b, const float *lse,
                                const lkv_kv_run *runs, int n_runs);
 
+/* Quantized K/V (Q8, KIVI4, KIVI2; layouts in kv_quant.h): reference kernels
+ * (ref/attn_quant.c) and the SIMD ones (x86/{avx2,avx512}/attn_quant*.c). */
+void lkv_attn_q8_ref(const lkv_attn_block *b, const lkv_kv_run *runs, int n_runs);
+void lkv_attn_kivi4_ref(const lkv_attn_block *b, const lkv_kv_run *runs, int n_runs);
+void lkv_attn_kivi2_ref(const lkv_attn_block *b, const lkv_kv_run *runs, int n_runs);
+void lkv_attn_observe_q8_ref(const lkv_attn_block *b, const float *lse, const lkv_kv_run *runs,
+                             int n_runs);
+void lkv_attn_observe_kivi4_ref(const lkv_attn_block *b, const float *lse,
+                                const lkv_kv_run *runs, int n_runs);
+void lkv_attn_observe_kivi2_ref(const lkv_attn_block *b, const float *lse,
+                                const lkv_kv_run *runs, int n_runs);
+void lkv_kernels_init_attn_quant_avx2(lkv_kernel_table *t);   /* x86/avx2/attn_quant.c */
+void lkv_kernels_init_attn_quant_avx512(lkv_kernel_table *t); /* x86/avx512/attn_quant.c */
+
 /* -------------------------------------------------------------- roofline */
 
 /* Inner loops of the machine-limit measurements (roofline.c drives them).
@@ -113,7 +129,7 @@ typedef struct lkv_qmm_kernel {
 
 /* ---------------------------------------------------------------- table */
 
-typedef struct lkv_kernel_table {
+struct lkv_kernel_table {
     lkv_attn_block_fn attn[LKV_DTYPE_COUNT_];
     lkv_attn_observe_fn attn_observe[LKV_DTYPE_COUNT_];
     lkv_isa attn_isa[LKV_DTYPE_COUNT_];        /* which ISA provided each entry */
@@ -123,7 +139,7 @@ typedef struct lkv_kernel_table {
     lkv_isa read_sum_isa, fma_loop_isa;
     /* model-layer ops (matmul, dequant...) are appended here by later work */
     lkv_qmm_kernel qmm[LKV_Q_COUNT_];          /* weight products, by lkv_qtype */
-} lkv_kernel_table;
+};
 
 /* The active table (initialised on first use; thread-safe). */
 const lkv_kernel_table *lkv_kernels(void);

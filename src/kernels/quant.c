@@ -184,12 +184,16 @@ int lkv_matmul_with(const lkv_kernel_table *kt, int type, const void *w, int64_t
         j.act = x;
         j.act_stride = (size_t)cols * sizeof(float);
     }
-    /* Contiguous row chunks (multiples of 16, so the micro-kernels see whole
-     * 4-row groups), about 4 per thread so a slow core does not hold up the rest. */
+    /* Contiguous row chunks, multiples of 4 so the micro-kernels see whole
+     * row groups. Decode: 4 equal chunks per thread (a slow core does not hold
+     * up the rest; equal sizes keep the split even). Prefill: 32-row chunks,
+     * taken dynamically, since each is long enough to pay for the scheduling. */
     int nth = lkv_threadpool_size(tp);
     int64_t want = nth > 1 ? (int64_t)nth * 4 : 1;
+    if (nth > 1 && n_tok >= 8 && rows / 32 > want)
+        want = rows / 32;
     int64_t chunk = (rows + want - 1) / want;
-    chunk = (chunk + 15) & ~(int64_t)15;
+    chunk = (chunk + 3) & ~(int64_t)3;
     j.chunk = chunk;
     int n_tasks = (int)((rows + chunk - 1) / chunk);
     if (n_tasks == 1 || !tp)

@@ -54,7 +54,12 @@ int lkv_dequantize(int type, const void *src, float *dst, int64_t n);
 /* y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok (x: [n_tok][cols] f32,
  * y: [n_tok][rows] f32). Uses the active kernel table and the thread pool.
  * Needs scratch for the quantized activations: it allocates when `scratch` is
- * NULL, else uses scratch (size from lkv_matmul_scratch_bytes). */
+ * NULL, else uses scratch (size from lkv_matmul_scratch_bytes; 0 for the
+ * float formats; no alignment needed, 64 bytes is best). Prefill (n_tok > 1)
+ * is blocked over tokens inside the kernels, so pass all tokens in one call.
+ * Thread-safe for distinct y / scratch, but a pool runs one call at a time.
+ * Returns 0, LKV_ERR_INVALID (shape, NULL), LKV_ERR_UNSUPPORTED (type) or
+ * LKV_ERR_NOMEM. */
 int lkv_matmul(int type, const void *w, int64_t rows, int64_t cols, const float *x,
                int n_tok, float *y, void *scratch, lkv_threadpool *tp);
 size_t lkv_matmul_scratch_bytes(int type, int64_t cols, int n_tok);

@@ -19,8 +19,14 @@
 /* Bytes each thread reads per repetition, at least: short repetitions would
  * measure the pool's wake-up instead of the memory system. */
 #define READ_BYTES_PER_REP ((size_t)64 << 20)
+/* Larger working sets are read this much per thread and repetition, moving on
+ * through the slice: repetitions stay short (below a millisecond from DRAM),
+ * so that on a busy machine some of them run undisturbed, as the kernels'
+ * own best-of timings do; the slice is still read in full every few
+ * repetitions, so a chunk is long gone from the caches when it comes back. */
+#define READ_CHUNK_BYTES ((size_t)16 << 20)
 /* Wall time of one FMA repetition, at least. */
-#define FMA_SECONDS_PER_REP 0.002
+#define FMA_SECONDS_PER_REP 0.001
 /* Per-thread results are spaced one cache line apart (no false sharing). */
 #define SLOT 16
 
@@ -44,7 +50,8 @@ typedef struct read_job {
     lkv_read_sum_fn sum;
     float *buf;            /* [n_threads][slice] */
     size_t slice;          /* floats per thread, a multiple of 16 */
-    int passes;            /* passes over the slice per repetition */
+    size_t chunk, pos;     /* each repetition reads [pos, pos + chunk) of the slice */
+    int passes;            /* passes over the chunk per repetition */
     double *out;           /* [n_threads * SLOT] sums, so the loads are not dead */
 } read_job;
 
@@ -53,10 +60,10 @@ typedef struct read_job {
 static void read_task(void *arg, int task, int thread) {
     (void)task;
     read_job *j = arg;
-    const float *x = j->buf + (size_t)thread * j->slice;
+    const float *x = j->buf + (size_t)thread * j->slice + j->pos;
     double s = 0.0;
     for (int p = 0; p < j->passes; p++)
-        s += j->sum(x, j->slice);
+        s += j->sum(x, j->chunk);
     j->out[(size_t)thread * SLOT] += s;
 }
 
@@ -82,10 +89,12 @@ int lkv_measure_read_bandwidth(size_t bytes, double min_seconds, lkv_threadpool 
 
     lkv_kernel_table t;
     lkv_kernels_build(&t, lkv_cpu_isa());
-    read_job j = {t.read_sum, NULL, (bytes / sizeof(float) / (size_t)n) & ~(size_t)15, 1, NULL};
-    size_t slice_bytes = j.slice * sizeof(float);
-    if (slice_bytes < READ_BYTES_PER_REP)
-        j.passes = (int)((READ_BYTES_PER_REP + slice_bytes - 1) / slice_bytes);
+    read_job j = {t.read_sum, NULL, 0, 0, 0, 1, NULL};
+    j.slice = (bytes / sizeof(float) / (size_t)n) & ~(size_t)15;
+    j.chunk = j.slice < READ_CHUNK_BYTES / sizeof(float) ? j.slice : READ_CHUNK_BYTES / sizeof(float);
+    size_t slice_bytes = j.slice * sizeof(float), chunk_bytes = j.chunk * sizeof(float);
+    if (chunk_bytes < READ_BYTES_PER_REP)
+        j.passes = (int)((READ_BYTES_PER_REP + chunk_bytes - 1) / chunk_bytes);
     j.buf = lkv_malloc(slice_bytes * (size_t)n);
     j.out = lkv_calloc((size_t)n * SLOT, sizeof(double));
     if (!j.buf || !j.out) {
@@ -98,13 +107,14 @@ int lkv_measure_read_bandwidth(size_t bytes, double min_seconds, lkv_threadpool 
 
     double best = INFINITY, start = now_seconds(), t1 = start;
     for (int reps = 0; reps < MIN_REPS || t1 - start < min_seconds; reps++) {
+        j.pos = j.pos + 2 * j.chunk <= j.slice ? j.pos + j.chunk : 0;
         double t0 = now_seconds();
         lkv_threadpool_run(tp, n, read_task, &j);
         t1 = now_seconds();
         if (t1 - t0 < best)
             best = t1 - t0;
     }
-    double bytes_per_rep = (double)slice_bytes * (double)n * (double)j.passes;
+    double bytes_per_rep = (double)chunk_bytes * (double)n * (double)j.passes;
     *gbps = bytes_per_rep / (best > 1e-9 ? best : 1e-9) * 1e-9;
     lkv_free(j.buf);
     lkv_free(j.out);

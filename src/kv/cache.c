@@ -33,12 +33,14 @@ static kv_layout layout_of(const kv_format *f, int pt, int d) {
     off += R64(f->k_aux_bytes(pt, d));
     L.v_aux = off;
     off += R64(f->v_aux_bytes(pt, d));
-    L.k = off;
-    off += R64(f->k_bytes(pt, d));
-    L.v = off;
-    off += R64(f->v_bytes(pt, d));
-    L.bytes = off;
+    L.bytes[KV_ROLE_META] = off;
+    L.bytes[KV_ROLE_K] = R64(f->k_bytes(pt, d));
+    L.bytes[KV_ROLE_V] = R64(f->v_bytes(pt, d));
     return L;
+}
+
+static size_t page_bytes(const kv_layout *L) {
+    return L->bytes[KV_ROLE_META] + L->bytes[KV_ROLE_K] + L->bytes[KV_ROLE_V];
 }
 
 int lkv_cache_create(const lkv_cache_params *p, lkv_cache **out) {
@@ -58,6 +60,10 @@ int lkv_cache_create(const lkv_cache_params *p, lkv_cache **out) {
         LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_create: page_tokens %d (need 1..4096)", q.page_tokens);
     if (!kv_format_get((int)q.dtype))
         LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_create: dtype %d cannot be stored", (int)q.dtype);
+    if (q.dtype == LKV_DTYPE_KIVI4 || q.dtype == LKV_DTYPE_KIVI2) /* key groups span a page */
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_cache_create: dtype %s: KIVI pages are made from full "
+                 "pages by lkv_seq_convert; create the cache with f16 (or q8) pages",
+                 lkv_dtype_name(q.dtype));
     lkv_cache *c = lkv_calloc(1, sizeof *c);
     if (!c)
         LKV_FAIL(LKV_ERR_NOMEM, "lkv_cache_create: out of memory");
@@ -70,7 +76,8 @@ int lkv_cache_create(const lkv_cache_params *p, lkv_cache **out) {
     }
     for (int f = 0; f < LKV_PAGE_FORMAT_COUNT; f++) {
         c->layout[f] = layout_of(kv_format_get(f), q.page_tokens, q.head_dim);
-        c->cls_of[f] = -1;
+        for (int r = 0; r < KV_ROLES; r++)
+            c->cls_of[f][r] = -1;
     }
     c->list_bytes = lkv_calloc((size_t)c->n_lists, sizeof *c->list_bytes);
     if (!c->list_bytes) {
@@ -121,7 +128,7 @@ int lkv_cache_get_stats(const lkv_cache *c, lkv_cache_stats *out) {
             meta += (size_t)s->lists[i].cap * sizeof(kv_ref);
     }
     for (int i = 0; i < pl->n_cls; i++)
-        meta += (size_t)pl->cls[i].max_extents * 4 + pl->cls[i].reserved / pl->os_page * 2;
+        meta += (size_t)pl->cls[i].stack_cap * 4 + pl->cls[i].mapped / pl->os_page * 2;
     meta += (size_t)c->prefix.n_entries *
                 (sizeof(kv_pentry) + (size_t)c->p.page_tokens * 4 + (size_t)c->n_lists * sizeof(void *)) +
             c->prefix.n_buckets * sizeof(void *);
@@ -149,42 +156,137 @@ size_t lkv_cache_bytes(const lkv_cache *c, int layer, int head) {
 
 /* ------------------------------------------------------------ pages */
 
-int kv_page_new(lkv_cache *c, int format, int layer, int head, kv_page **out) {
-    const kv_format *f = kv_format_get(format);
-    if (!f)
-        LKV_FAIL(LKV_ERR_INVALID, "kv: unknown page format %d", format);
-    if (c->cls_of[format] < 0) {
-        int cls = kv_pool_class(&c->pool, c->layout[format].bytes);
+/* One extent of a role; under budget pressure evicts prefix entries first. */
+static int ensure_class(lkv_cache *c, int format, int role) {
+    if (c->cls_of[format][role] < 0) {
+        int cls = kv_pool_class(&c->pool, c->layout[format].bytes[role], role);
         if (cls < 0)
             return cls;
-        c->cls_of[format] = cls;
+        c->cls_of[format][role] = cls;
     }
-    void *mem;
-    uint32_t index;
-    int rc;
+    return LKV_OK;
+}
+
+void kv_list_release_stash(lkv_cache *c, kv_list *l) {
+    for (; l->stash_n > 0; l->stash_n--)
+        for (int r = 0; r < KV_ROLES; r++)
+            kv_pool_unreserve(&c->pool, c->cls_of[l->stash_fmt][r], l->stash[r]++);
+}
+
+static void release_all_stashes(lkv_cache *c) {
+    for (lkv_seq *s = c->seqs; s; s = s->next)
+        for (int i = 0; i < c->n_lists; i++)
+            kv_list_release_stash(c, &s->lists[i]);
+}
+
+/* One extent of a role; under budget pressure evicts prefix entries first;
+ * when the address range is used up, gives back the lists' reserved runs. */
+static int extent_new(lkv_cache *c, int format, int role, void **mem, uint32_t *index) {
+    LKV_TRY(ensure_class(c, format, role));
+    int rc, released = 0;
     for (;;) {
-        rc = kv_pool_alloc(&c->pool, c->cls_of[format], &mem, &index);
-        if (rc != LKV_ERR_BUDGET || !kv_prefix_evict_one(c))
-            break;
+        rc = kv_pool_alloc(&c->pool, c->cls_of[format][role], mem, index);
+        if (rc == LKV_ERR_BUDGET && kv_prefix_evict_one(c))
+            continue;
+        if (rc == LKV_ERR_RANGE && !released) {
+            release_all_stashes(c);
+            released = 1;
+            continue;
+        }
+        break;
     }
-    if (rc < 0)
-        return rc;
-    kv_page *pg = mem;
+    if (rc == LKV_ERR_RANGE)
+        return lkv_set_error(LKV_ERR_BUDGET, "kv: page pool address range exhausted");
+    return rc;
+}
+
+static kv_page *page_init(lkv_cache *c, int format, int layer, int head, void **mem,
+                          const uint32_t *index) {
+    const kv_format *f = kv_format_get(format);
+    kv_page *pg = mem[KV_ROLE_META];
     memset(pg, 0, sizeof *pg);
     pg->refcount = 1;
     pg->format = (int16_t)format;
-    pg->cls = (int16_t)c->cls_of[format];
     pg->layer = layer;
     pg->head = head;
-    pg->slot = index;
+    for (int r = 0; r < KV_ROLES; r++) {
+        pg->cls[r] = (int16_t)c->cls_of[format][r];
+        pg->slot[r] = index[r];
+    }
+    pg->k = mem[KV_ROLE_K];
+    pg->v = mem[KV_ROLE_V];
     float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
     for (int i = 0; i < c->p.head_dim; i++) {
         mn[i] = FLT_MAX;
         mx[i] = -FLT_MAX;
     }
+    if (f->init) { /* quantized formats with page-wide scales (KIVI) */
+        kv_page_ptrs a = kv_page_arrays(c, pg);
+        f->init(&a, c->p.page_tokens, c->p.head_dim);
+    }
     c->n_pages++;
-    c->list_bytes[layer * c->p.kv_heads + head] += c->layout[format].bytes;
-    *out = pg;
+    c->list_bytes[layer * c->p.kv_heads + head] += page_bytes(&c->layout[format]);
+    return pg;
+}
+
+int kv_page_new(lkv_cache *c, int format, int layer, int head, kv_page **out) {
+    if (!kv_format_get(format))
+        LKV_FAIL(LKV_ERR_INVALID, "kv: unknown page format %d", format);
+    void *mem[KV_ROLES];
+    uint32_t index[KV_ROLES];
+    for (int r = 0; r < KV_ROLES; r++) {
+        int rc = extent_new(c, format, r, &mem[r], &index[r]);
+        if (rc < 0) {
+            while (r-- > 0)
+                kv_pool_free(&c->pool, c->cls_of[format][r], index[r]);
+            return rc;
+        }
+    }
+    *out = page_init(c, format, layer, head, mem, index);
+    return LKV_OK;
+}
+
+int kv_page_new_in(lkv_cache *c, int format, int layer, int head, kv_list *l, kv_page **out) {
+    if (!kv_format_get(format))
+        LKV_FAIL(LKV_ERR_INVALID, "kv: unknown page format %d", format);
+    if (l->stash_n > 0 && l->stash_fmt != format)
+        kv_list_release_stash(c, l);
+    if (l->stash_n == 0) { /* reserve the next run; without room, a plain page */
+        uint32_t first[KV_ROLES];
+        int r = 0;
+        for (; r < KV_ROLES; r++)
+            if (ensure_class(c, format, r) < 0 ||
+                kv_pool_reserve_run(&c->pool, c->cls_of[format][r], KV_STASH_PAGES, &first[r]) < 0)
+                break;
+        if (r < KV_ROLES) {
+            while (r-- > 0)
+                for (uint32_t i = 0; i < KV_STASH_PAGES; i++)
+                    kv_pool_unreserve(&c->pool, c->cls_of[format][r], first[r] + i);
+            return kv_page_new(c, format, layer, head, out);
+        }
+        memcpy(l->stash, first, sizeof first);
+        l->stash_n = KV_STASH_PAGES;
+        l->stash_fmt = (int16_t)format;
+    }
+    void *mem[KV_ROLES];
+    for (int r = 0; r < KV_ROLES; r++) {
+        int rc;
+        for (;;) {
+            rc = kv_pool_alloc_index(&c->pool, c->cls_of[format][r], l->stash[r], &mem[r]);
+            if (rc != LKV_ERR_BUDGET || !kv_prefix_evict_one(c))
+                break;
+        }
+        if (rc < 0) { /* back to reserved: the run stays intact */
+            while (r-- > 0)
+                kv_pool_uncommit(&c->pool, c->cls_of[format][r], l->stash[r]);
+            return rc;
+        }
+    }
+    uint32_t index[KV_ROLES];
+    for (int r = 0; r < KV_ROLES; r++)
+        index[r] = l->stash[r]++;
+    l->stash_n--;
+    *out = page_init(c, format, layer, head, mem, index);
     return LKV_OK;
 }
 
@@ -192,18 +294,23 @@ void kv_page_unref(lkv_cache *c, kv_page *pg) {
     if (!pg || --pg->refcount > 0)
         return;
     c->n_pages--;
-    c->list_bytes[pg->layer * c->p.kv_heads + pg->head] -= c->layout[pg->format].bytes;
-    kv_pool_free(&c->pool, pg->cls, pg->slot);
+    c->list_bytes[pg->layer * c->p.kv_heads + pg->head] -= page_bytes(&c->layout[pg->format]);
+    int16_t cls[KV_ROLES];
+    uint32_t slot[KV_ROLES];
+    memcpy(cls, pg->cls, sizeof cls);
+    memcpy(slot, pg->slot, sizeof slot);
+    for (int r = KV_ROLES - 1; r >= 0; r--) /* the header goes last */
+        kv_pool_free(&c->pool, cls[r], slot[r]);
 }
 
 kv_page_ptrs kv_page_arrays(const lkv_cache *c, const kv_page *pg) {
     const kv_layout *L = &c->layout[pg->format];
     uint8_t *b = (uint8_t *)pg;
     kv_page_ptrs r;
-    r.k = b + L->k;
-    r.v = b + L->v;
+    r.k = pg->k;
+    r.v = pg->v;
     r.k_aux = L->v_aux > L->k_aux ? b + L->k_aux : NULL;
-    r.v_aux = L->k > L->v_aux ? b + L->v_aux : NULL;
+    r.v_aux = L->bytes[KV_ROLE_META] > L->v_aux ? b + L->v_aux : NULL;
     return r;
 }
 
@@ -243,10 +350,11 @@ void kv_page_copy_slots(const lkv_cache *c, kv_page *dst, int dst0, const kv_pag
     if (n <= 0)
         return;
     const kv_format *f = kv_format_get(src->format);
+    const kv_format *fd = kv_format_get(dst->format); /* may differ: lists mix formats */
     int d = c->p.head_dim, pt = c->p.page_tokens;
     kv_page_ptrs a = kv_page_arrays(c, src), b = kv_page_arrays(c, dst);
     memmove(kv_page_pos(c, dst) + dst0, kv_page_pos(c, src) + src0, (size_t)n * 4);
-    if (f->elem_bytes) {
+    if (f->elem_bytes && f == fd) {
         size_t row = f->elem_bytes * (size_t)d;
         memmove((uint8_t *)b.k + dst0 * row, (const uint8_t *)a.k + src0 * row, n * row);
         memmove((uint8_t *)b.v + dst0 * row, (const uint8_t *)a.v + src0 * row, n * row);
@@ -256,6 +364,6 @@ void kv_page_copy_slots(const lkv_cache *c, kv_page *dst, int dst0, const kv_pag
     float kr[256], vr[256];
     for (int t = 0; t < n; t++) {
         f->read(&a, pt, d, src0 + t, 1, kr, vr);
-        f->write(&b, pt, d, dst0 + t, 1, kr, 0, vr, 0);
+        fd->write(&b, pt, d, dst0 + t, 1, kr, 0, vr, 0);
     }
 }

@@ -38,47 +38,59 @@ typedef struct kv_format {
     /* decodes slots [slot, slot+n) to f32 rows [n][d]; k or v may be NULL */
     void (*read)(const kv_page_ptrs *pg, int page_tokens, int d, int slot, int n, float *k,
                  float *v);
+    /* optional (NULL for plain formats): puts a fresh page in a defined state
+     * (KIVI: zero scales, so slots not yet written decode to 0) */
+    void (*init)(const kv_page_ptrs *pg, int page_tokens, int d);
 } kv_format;
 
 /* Traits of a format tag, or NULL if this build cannot store it. */
 const kv_format *kv_format_get(int tag);
+/* The quantized rows (format_quant.c): tags LKV_DTYPE_Q8 .. LKV_DTYPE_KIVI2, else NULL. */
+const kv_format *kv_format_quant(int tag);
 
 /* ------------------------------------------------------------ pages */
 
-/* The header at the start of every page extent in the pool. The rest of the
- * extent (offsets in kv_layout): pos [pt] int32, key_min [d] f32,
- * key_max [d] f32, k_aux, v_aux, K, V -- each 64-byte aligned. */
+/* A page is three pool extents, each from its own size class (so its own
+ * address range): the meta extent starting with this header, then (offsets in
+ * kv_layout) pos [pt] int32, key_min [d] f32, key_max [d] f32, k_aux, v_aux;
+ * the K extent; the V extent. Keeping K and V of all pages in separate ranges
+ * means pages appended together (a prefill chunk) lie back to back, so the
+ * attention kernel streams K and V like two contiguous arrays. */
+enum { KV_ROLE_META = 0, KV_ROLE_K = 1, KV_ROLE_V = 2, KV_ROLES = 3 };
+
 typedef struct kv_page {
     int32_t refcount;     /* sequences + prefix entries holding it */
     int16_t format;       /* kv_format tag */
-    int16_t cls;          /* pool size class */
+    int16_t n_prefix;     /* prefix entries among the holders */
     int32_t fill;         /* slots written (the holders may use fewer) */
     int32_t layer, head;  /* which list it belongs to */
-    uint32_t slot;        /* index inside its pool class */
-    uint8_t pad_[40];
+    int16_t cls[KV_ROLES];   /* pool class of each extent */
+    uint32_t slot[KV_ROLES]; /* index of each extent in its class */
+    void *k, *v;          /* the K and V extents */
 } kv_page;
 
 typedef struct kv_layout {
-    size_t pos, kmin, kmax, k_aux, v_aux, k, v;
-    size_t bytes;         /* extent size, multiple of 64 */
+    size_t pos, kmin, kmax, k_aux, v_aux; /* offsets in the meta extent */
+    size_t bytes[KV_ROLES];               /* extent sizes, multiples of 64 */
 } kv_layout;
 
 /* ------------------------------------------------------------ pool */
 
-#define KV_MAX_CLASSES 8
+#define KV_MAX_CLASSES 16
 
 /* A size class: extents of one size in their own reserved range, so a free
  * extent is just an index (no links are written into released memory). */
 typedef struct kv_class {
     size_t extent;        /* bytes per extent */
+    int role;             /* KV_ROLE_*: classes are per (size, role) */
     uint8_t *base;        /* reserved range */
     size_t reserved;      /* bytes reserved (multiple of the OS page) */
     size_t mapped;        /* bytes from base made readable/writable (mprotect) */
     uint32_t max_extents; /* reserved / extent */
     uint32_t bump;        /* extents ever handed out (high-water) */
-    uint32_t *free_stack; /* [max_extents] indices of free extents below bump */
-    uint32_t n_free;
-    uint16_t *os_refs;    /* [reserved / os_page] live extents touching each OS page */
+    uint32_t *free_stack; /* [stack_cap >= bump] indices of free extents below bump */
+    uint32_t n_free, stack_cap;
+    uint16_t *os_refs;    /* [mapped / os_page] live extents touching each OS page */
 } kv_class;
 
 typedef struct kv_pool {
@@ -93,26 +105,53 @@ typedef struct kv_pool {
 int kv_pool_init(kv_pool *pl, size_t budget);
 void kv_pool_destroy(kv_pool *pl);
 /* Index of the class of extents of `bytes` (created on first use). */
-int kv_pool_class(kv_pool *pl, size_t bytes);
+int kv_pool_class(kv_pool *pl, size_t bytes, int role);
 /* Commits and returns one extent of class cls. LKV_ERR_BUDGET, LKV_ERR_NOMEM. */
 int kv_pool_alloc(kv_pool *pl, int cls, void **out, uint32_t *index);
 void kv_pool_free(kv_pool *pl, int cls, uint32_t index);
-/* Committed bytes that freeing extent `index` would give back. */
-size_t kv_pool_release_bytes(const kv_pool *pl, int cls, uint32_t index);
+/* Releases the OS pages of a committed extent but keeps its index reserved. */
+void kv_pool_uncommit(kv_pool *pl, int cls, uint32_t index);
+/* Takes n consecutive unused indices without committing them (LKV_ERR_RANGE
+ * when the address range is used up). */
+int kv_pool_reserve_run(kv_pool *pl, int cls, uint32_t n, uint32_t *first);
+/* Commits a reserved index. LKV_ERR_BUDGET, LKV_ERR_NOMEM. */
+int kv_pool_alloc_index(kv_pool *pl, int cls, uint32_t idx, void **out);
+/* Returns a reserved, uncommitted index to the free list (never fails). */
+void kv_pool_unreserve(kv_pool *pl, int cls, uint32_t idx);
 
 /* ------------------------------------------------------------ sequences */
 
 typedef struct kv_ref {
     kv_page *page;
     int32_t n;            /* slots of the page this list uses (<= page->fill) */
+    int32_t flags;        /* KV_REF_*: cached by kv_list_refresh for the attention loop */
 } kv_ref;
+
+/* KV_REF_DENSE: the used slots hold consecutive positions.
+ * KV_REF_CONT: this page continues the previous one of the list as one run:
+ *   both dense, the previous full, same plain format, K and V extents back to
+ *   back in the pool, and positions continuing without a gap. */
+enum { KV_REF_DENSE = 1, KV_REF_CONT = 2 };
 
 /* The pages of one (layer, head); every page but the last is full (n == pt). */
 typedef struct kv_list {
     kv_ref *refs;
     int32_t n_pages, cap;
     int32_t n_tokens;
+    /* Reserved (uncommitted) extents that follow the list's last page, one run
+     * per role, so that pages appended one at a time (decoding) still lie back
+     * to back and merge into long runs: the vAttention idea in small steps. */
+    uint32_t stash[KV_ROLES]; /* next reserved index per role */
+    int16_t stash_n;          /* reserved extents left per role */
+    int16_t stash_fmt;
 } kv_list;
+
+#define KV_STASH_PAGES 16
+
+/* Page for list l (layer, head), taken from the list's reserved run when it can. */
+int kv_page_new_in(lkv_cache *c, int format, int layer, int head, kv_list *l, kv_page **out);
+/* Returns the list's reserved extents to the pool. */
+void kv_list_release_stash(lkv_cache *c, kv_list *l);
 
 struct lkv_seq {
     lkv_cache *c;
@@ -149,7 +188,7 @@ struct lkv_cache {
     int n_lists;
     kv_pool pool;
     kv_layout layout[LKV_PAGE_FORMAT_COUNT];
-    int cls_of[LKV_PAGE_FORMAT_COUNT]; /* pool class per format, -1 until first use */
+    int cls_of[LKV_PAGE_FORMAT_COUNT][KV_ROLES]; /* pool classes, -1 until first use */
     size_t *list_bytes;   /* [n_lists] bytes of live pages per (layer, head) */
     lkv_seq *seqs;
     int64_t n_seqs, n_pages, n_evictions;
@@ -169,6 +208,8 @@ void kv_page_digest(const lkv_cache *c, kv_page *pg, int n);
  * positions included; does not touch digests or fill. */
 void kv_page_copy_slots(const lkv_cache *c, kv_page *dst, int dst0, const kv_page *src,
                         int src0, int n);
+/* Recomputes the flags of refs [from, n_pages) (after any change to them). */
+void kv_list_refresh(const lkv_cache *c, kv_list *l, int from);
 /* Ensures list capacity for `more` extra refs. */
 int kv_list_reserve(kv_list *l, int more);
 int kv_seq_new(lkv_cache *c, lkv_seq **out);

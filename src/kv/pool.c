@@ -46,9 +46,9 @@ void kv_pool_destroy(kv_pool *pl) {
     memset(pl, 0, sizeof *pl);
 }
 
-int kv_pool_class(kv_pool *pl, size_t bytes) {
+int kv_pool_class(kv_pool *pl, size_t bytes, int role) {
     for (int i = 0; i < pl->n_cls; i++)
-        if (pl->cls[i].extent == bytes)
+        if (pl->cls[i].extent == bytes && pl->cls[i].role == role)
             return i;
     if (pl->n_cls == KV_MAX_CLASSES)
         LKV_FAIL(LKV_ERR_UNSUPPORTED, "kv: more than %d page sizes in one cache", KV_MAX_CLASSES);
@@ -57,23 +57,21 @@ int kv_pool_class(kv_pool *pl, size_t bytes) {
                  bytes, pl->budget);
     kv_class k = {0};
     k.extent = bytes;
-    size_t want = pl->budget + 2 * bytes + pl->os_page;
+    k.role = role;
+    /* twice the budget (+64 MiB): room for the per-list runs of reserved,
+     * uncommitted extents that keep a list's pages adjacent (kv_page_new_in) */
+    size_t want = 2 * pl->budget + ((size_t)64 << 20) + 2 * bytes + pl->os_page;
     k.reserved = (want + pl->os_page - 1) / pl->os_page * pl->os_page;
     size_t max_ext = k.reserved / bytes;
     if (max_ext > UINT32_MAX - 1)
         LKV_FAIL(LKV_ERR_INVALID, "kv: budget too large for page size %zu", bytes);
     k.max_extents = (uint32_t)max_ext;
-    k.free_stack = lkv_malloc((size_t)k.max_extents * sizeof *k.free_stack);
-    k.os_refs = lkv_calloc(k.reserved / pl->os_page, sizeof *k.os_refs);
     void *base = MAP_FAILED;
-    if (k.free_stack && k.os_refs && !lkv_alloc_should_fail())
+    if (!lkv_alloc_should_fail())
         base = mmap(NULL, k.reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
                     0);
-    if (base == MAP_FAILED) {
-        lkv_free(k.free_stack);
-        lkv_free(k.os_refs);
+    if (base == MAP_FAILED)
         LKV_FAIL(LKV_ERR_NOMEM, "kv: cannot reserve %zu bytes of address space", k.reserved);
-    }
     k.base = base;
     pl->reserved += k.reserved;
     pl->cls[pl->n_cls] = k;
@@ -87,19 +85,29 @@ static void os_range(const kv_pool *pl, const kv_class *k, uint32_t index, size_
     *p1 = (off + k->extent - 1) / pl->os_page; /* inclusive */
 }
 
-int kv_pool_alloc(kv_pool *pl, int cls, void **out, uint32_t *index) {
-    kv_class *k = &pl->cls[cls];
-    uint32_t idx;
-    if (k->n_free > 0)
-        idx = k->free_stack[k->n_free - 1];
-    else if (k->bump < k->max_extents)
-        idx = k->bump;
-    else
-        LKV_FAIL(LKV_ERR_BUDGET, "kv: page pool address range exhausted");
+/* Free-stack capacity for every index below `bump` (so frees never allocate). */
+static int ensure_stack(kv_class *k, uint32_t bump) {
+    if (bump <= k->stack_cap)
+        return LKV_OK;
+    uint32_t cap = k->stack_cap ? k->stack_cap : 256;
+    while (cap < bump)
+        cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
+    if (cap > k->max_extents)
+        cap = k->max_extents;
+    uint32_t *fs = lkv_realloc(k->free_stack, (size_t)cap * sizeof *fs);
+    if (!fs)
+        LKV_FAIL(LKV_ERR_NOMEM, "kv: out of memory for the pool's free list");
+    k->free_stack = fs;
+    k->stack_cap = cap;
+    return LKV_OK;
+}
+
+/* Commits the OS pages of extent idx (a free or reserved index). */
+static int commit_index(kv_pool *pl, kv_class *k, uint32_t idx) {
     size_t p0, p1, fresh = 0;
     os_range(pl, k, idx, &p0, &p1);
     for (size_t p = p0; p <= p1; p++)
-        fresh += k->os_refs[p] == 0;
+        fresh += p >= k->mapped / pl->os_page || k->os_refs[p] == 0;
     if (pl->committed + fresh * pl->os_page > pl->budget)
         LKV_FAIL(LKV_ERR_BUDGET, "kv: budget of %zu bytes exhausted (%zu committed, page needs %zu)",
                  pl->budget, pl->committed, fresh * pl->os_page);
@@ -112,36 +120,76 @@ int kv_pool_alloc(kv_pool *pl, int cls, void **out, uint32_t *index) {
             grow = MAP_GROW;
         if (k->mapped + grow > k->reserved)
             grow = k->reserved - k->mapped;
+        size_t old_n = k->mapped / pl->os_page, new_n = (k->mapped + grow) / pl->os_page;
+        uint16_t *refs = lkv_realloc(k->os_refs, new_n * sizeof *refs);
+        if (!refs)
+            LKV_FAIL(LKV_ERR_NOMEM, "kv: out of memory for the pool's page counts");
+        memset(refs + old_n, 0, (new_n - old_n) * sizeof *refs);
+        k->os_refs = refs;
         if (mprotect(k->base + k->mapped, grow, PROT_READ | PROT_WRITE) != 0)
             LKV_FAIL(LKV_ERR_NOMEM, "kv: mprotect of %zu bytes failed", grow);
         k->mapped += grow;
     }
     for (size_t p = p0; p <= p1; p++)
         k->os_refs[p]++;
-    if (k->n_free > 0 && k->free_stack[k->n_free - 1] == idx)
-        k->n_free--;
-    else
-        k->bump++;
     pl->committed += fresh * pl->os_page;
     pl->n_commits += (int64_t)fresh;
     if (pl->committed > pl->peak)
         pl->peak = pl->committed;
     pl->in_use += k->extent;
+    return LKV_OK;
+}
+
+int kv_pool_alloc(kv_pool *pl, int cls, void **out, uint32_t *index) {
+    kv_class *k = &pl->cls[cls];
+    uint32_t idx;
+    int from_stack = k->n_free > 0;
+    if (from_stack)
+        idx = k->free_stack[k->n_free - 1];
+    else if (k->bump < k->max_extents)
+        idx = k->bump;
+    else
+        LKV_FAIL(LKV_ERR_RANGE, "kv: page pool address range exhausted");
+    if (!from_stack)
+        LKV_TRY(ensure_stack(k, k->bump + 1));
+    LKV_TRY(commit_index(pl, k, idx));
+    if (from_stack)
+        k->n_free--;
+    else
+        k->bump++;
     *out = k->base + (size_t)idx * k->extent;
     *index = idx;
     return LKV_OK;
 }
 
-size_t kv_pool_release_bytes(const kv_pool *pl, int cls, uint32_t index) {
-    const kv_class *k = &pl->cls[cls];
-    size_t p0, p1, n = 0;
-    os_range(pl, k, index, &p0, &p1);
-    for (size_t p = p0; p <= p1; p++)
-        n += k->os_refs[p] == 1;
-    return n * pl->os_page;
+int kv_pool_reserve_run(kv_pool *pl, int cls, uint32_t n, uint32_t *first) {
+    kv_class *k = &pl->cls[cls];
+    if (n > k->max_extents - k->bump)
+        LKV_FAIL(LKV_ERR_RANGE, "kv: page pool address range exhausted");
+    LKV_TRY(ensure_stack(k, k->bump + n));
+    *first = k->bump;
+    k->bump += n;
+    return LKV_OK;
+}
+
+int kv_pool_alloc_index(kv_pool *pl, int cls, uint32_t idx, void **out) {
+    kv_class *k = &pl->cls[cls];
+    LKV_TRY(commit_index(pl, k, idx));
+    *out = k->base + (size_t)idx * k->extent;
+    return LKV_OK;
+}
+
+void kv_pool_unreserve(kv_pool *pl, int cls, uint32_t idx) {
+    kv_class *k = &pl->cls[cls];
+    k->free_stack[k->n_free++] = idx;
 }
 
 void kv_pool_free(kv_pool *pl, int cls, uint32_t index) {
+    kv_pool_uncommit(pl, cls, index);
+    pl->cls[cls].free_stack[pl->cls[cls].n_free++] = index;
+}
+
+void kv_pool_uncommit(kv_pool *pl, int cls, uint32_t index) {
     kv_class *k = &pl->cls[cls];
     size_t p0, p1;
     os_range(pl, k, index, &p0, &p1);
@@ -163,6 +211,5 @@ void kv_pool_free(kv_pool *pl, int cls, uint32_t index) {
             run_n = 0;
         }
     }
-    k->free_stack[k->n_free++] = index;
     pl->in_use -= k->extent;
 }

@@ -6,8 +6,10 @@
  *   h_j = hash64(tokens of block j, seed = mix(mix(mix(h_{j-1}, model_id), policy_id), j))
  * so equal keys mean equal prefixes (up to 64-bit collisions, which we also
  * rule out by comparing the block's tokens on lookup).
- * An entry is evictable when unpinned and no sequence uses its pages (all its
- * pages have refcount 1). Lookups move entries to the front of the LRU list
+ * An entry is evictable when unpinned and no sequence uses its pages (every
+ * holder of each of its pages is a prefix entry: refcount == n_prefix; two
+ * entries can share pages when a prompt attached under one policy id is
+ * published under another). Lookups move entries to the front of the LRU list
  * deepest-first, so that shallower blocks are more recent and leaves go first.
  */
 #include <string.h>
@@ -79,8 +81,10 @@ static void entry_remove(lkv_cache *c, kv_pentry *e) {
     *pp = e->hnext;
     lru_unlink(px, e);
     px->n_entries--;
-    for (int i = 0; i < c->n_lists; i++)
+    for (int i = 0; i < c->n_lists; i++) {
+        e->pages[i]->n_prefix--;
         kv_page_unref(c, e->pages[i]);
+    }
     lkv_free(e);
 }
 
@@ -97,7 +101,7 @@ static int evictable(const lkv_cache *c, const kv_pentry *e) {
     if (e->pins > 0)
         return 0;
     for (int i = 0; i < c->n_lists; i++)
-        if (e->pages[i]->refcount != 1)
+        if (e->pages[i]->refcount != e->pages[i]->n_prefix) /* a sequence uses it */
             return 0;
     return 1;
 }
@@ -189,6 +193,7 @@ int lkv_seq_publish(lkv_seq *s, const int32_t *tokens, int n_tokens, uint64_t po
         for (int i = 0; i < c->n_lists; i++) {
             e->pages[i] = s->lists[i].refs[j].page;
             e->pages[i]->refcount++;
+            e->pages[i]->n_prefix++;
         }
         size_t b = h & (px->n_buckets - 1);
         e->hnext = px->buckets[b];
@@ -254,6 +259,7 @@ int lkv_seq_attach_prefix(lkv_seq *s, const int32_t *tokens, int n_tokens, uint6
         }
         l->n_pages = nb;
         l->n_tokens = nb * pt;
+        kv_list_refresh(c, l, 0);
     }
     for (int j = nb - 1; j >= 0; j--) { /* deepest first: shallow blocks end most recent */
         lru_unlink(&c->prefix, chain[j]);

@@ -33,6 +33,31 @@ int kv_list_reserve(kv_list *l, int more) {
     return LKV_OK;
 }
 
+void kv_list_refresh(const lkv_cache *c, kv_list *l, int from) {
+    const int pt = c->p.page_tokens, d = c->p.head_dim;
+    for (int j = from < 0 ? 0 : from; j < l->n_pages; j++) {
+        kv_ref *r = &l->refs[j];
+        const kv_page *pg = r->page;
+        const int32_t *pos = kv_page_pos(c, pg);
+        const kv_format *f = kv_format_get(pg->format);
+        const kv_layout *L = &c->layout[pg->format];
+        int flags = r->n > 0 && pos[r->n - 1] - pos[0] == r->n - 1 ? KV_REF_DENSE : 0;
+        /* only plain formats without per-page metadata can run across pages */
+        int plain = f->elem_bytes && !f->k_aux_bytes(pt, d) && !f->v_aux_bytes(pt, d);
+        if (j > 0 && flags && plain) {
+            const kv_ref *q = &l->refs[j - 1];
+            const kv_page *pp = q->page;
+            if ((q->flags & KV_REF_DENSE) && q->n == pt && pp->format == pg->format &&
+                L->bytes[KV_ROLE_K] == f->k_bytes(pt, d) && L->bytes[KV_ROLE_V] == f->v_bytes(pt, d) &&
+                (const uint8_t *)pg->k == (const uint8_t *)pp->k + L->bytes[KV_ROLE_K] &&
+                (const uint8_t *)pg->v == (const uint8_t *)pp->v + L->bytes[KV_ROLE_V] &&
+                (int64_t)kv_page_pos(c, pp)[pt - 1] + 1 == pos[0])
+                flags |= KV_REF_CONT;
+        }
+        r->flags = flags;
+    }
+}
+
 int kv_seq_new(lkv_cache *c, lkv_seq **out) {
     lkv_seq *s = lkv_calloc(1, sizeof *s);
     if (s) {
@@ -74,6 +99,7 @@ void lkv_seq_free(lkv_seq *s) {
         kv_list *l = &s->lists[i];
         for (int j = 0; j < l->n_pages; j++)
             kv_page_unref(c, l->refs[j].page);
+        kv_list_release_stash(c, l);
         lkv_free(l->refs);
     }
     if (s->prev)
@@ -202,7 +228,8 @@ static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int3
         int fresh = n > room ? (n - room + pt - 1) / pt : 0;
         for (int i = 0; i < cow + fresh; i++) {
             int fmt = (cow && i == 0) ? l->refs[l->n_pages - 1].page->format : (int)c->p.dtype;
-            int rc = kv_page_new(c, fmt, layer, h, &s->tmp_pages[got]);
+            int rc = (cow && i == 0) ? kv_page_new(c, fmt, layer, h, &s->tmp_pages[got])
+                                     : kv_page_new_in(c, fmt, layer, h, l, &s->tmp_pages[got]);
             if (rc < 0) {
                 for (size_t j = 0; j < got; j++)
                     kv_page_unref(c, s->tmp_pages[j]);
@@ -218,6 +245,7 @@ static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int3
         const float *kh = k + (size_t)h * head_stride, *vh = v + (size_t)h * head_stride;
         int has;
         int32_t next_pos = list_last_pos(c, l, &has) + 1;
+        int refresh_from = l->n_pages - 1;
         if (l->n_pages) {
             kv_ref *tail = &l->refs[l->n_pages - 1];
             if (tail->n < pt && tail->page->refcount > 1) { /* copy on write */
@@ -237,6 +265,7 @@ static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int3
             if (l->n_pages == 0 || l->refs[l->n_pages - 1].n == pt) {
                 l->refs[l->n_pages].page = s->tmp_pages[used++];
                 l->refs[l->n_pages].n = 0;
+                l->refs[l->n_pages].flags = 0;
                 l->n_pages++;
             }
             kv_ref *tail = &l->refs[l->n_pages - 1];
@@ -256,6 +285,7 @@ static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int3
             t += m;
         }
         l->n_tokens += n;
+        kv_list_refresh(c, l, refresh_from);
     }
     return LKV_OK;
 }
@@ -377,6 +407,7 @@ static void list_truncate(lkv_cache *c, kv_list *l, int n_tokens) {
             tail->page->fill = tail->n;
             kv_page_digest(c, tail->page, tail->n);
         }
+        kv_list_refresh(c, l, keep_pages - 1);
     }
 }
 
@@ -459,6 +490,7 @@ int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n) {
         kv_page_unref(c, old[j]);
     l->n_pages = new_np;
     l->n_tokens = n;
+    kv_list_refresh(c, l, dp0);
     return LKV_OK;
 }
 
@@ -514,27 +546,42 @@ static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
         s->runs = r;
         s->runs_cap = cap;
     }
+    /* One run per page, except that consecutive pages whose K and V extents lie
+     * back to back in the pool (pages appended together) and whose positions
+     * continue are merged into one run with implicit positions: the kernel then
+     * streams them like a contiguous tensor. The test is cached in the refs'
+     * flags, so merged pages are not even touched here. */
     size_t ri = 0;
     for (int h = 0; h < Hk; h++) {
         const kv_list *l = list_of(s, layer, h);
         int cnt = sel ? sel_count[h] : l->n_pages;
         s->heads[h].runs = s->runs + ri;
-        s->heads[h].n_runs = cnt;
+        size_t first = ri;
+        int prev_pi = -2;
         for (int i = 0; i < cnt; i++) {
             int pi = sel ? sel[(size_t)h * sel_stride + i] : i;
             const kv_ref *r = &l->refs[pi];
-            kv_page_ptrs a = kv_page_arrays(c, r->page);
-            lkv_kv_run *run = &s->runs[ri++];
-            run->dtype = kv_format_get(r->page->format)->kernel_dtype;
-            run->k = a.k;
-            run->v = a.v;
-            run->k_aux = a.k_aux;
-            run->v_aux = a.v_aux;
-            run->pos = kv_page_pos(c, r->page);
-            run->pos0 = 0;
-            run->n = r->n;
-            run->obs = obs ? obs + (size_t)h * obs_stride + (size_t)pi * pt : NULL;
+            if (prev_pi == pi - 1 && (r->flags & KV_REF_CONT) && ri > first &&
+                s->runs[ri - 1].pos == NULL) {
+                s->runs[ri - 1].n += r->n;
+            } else {
+                const kv_page *pg = r->page;
+                kv_page_ptrs a = kv_page_arrays(c, pg);
+                const int32_t *pos = kv_page_pos(c, pg);
+                lkv_kv_run *run = &s->runs[ri++];
+                run->dtype = kv_format_get(pg->format)->kernel_dtype;
+                run->k = a.k;
+                run->v = a.v;
+                run->k_aux = a.k_aux;
+                run->v_aux = a.v_aux;
+                run->pos = (r->flags & KV_REF_DENSE) ? NULL : pos;
+                run->pos0 = r->n > 0 ? pos[0] : 0;
+                run->n = r->n;
+                run->obs = obs ? obs + (size_t)h * obs_stride + (size_t)pi * pt : NULL;
+            }
+            prev_pi = pi;
         }
+        s->heads[h].n_runs = (int)(ri - first);
     }
     int32_t q_pos0 = 0;
     if (!q_pos)

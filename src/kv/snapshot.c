@@ -448,6 +448,7 @@ int lkv_seq_load_mem(lkv_cache *c, const void *data, size_t size, lkv_seq **out)
             lkv_seq_free(s); /* returns every page taken so far */
             return rc;
         }
+        kv_list_refresh(c, l, 0);
         (void)pt;
     }
     *out = s;

@@ -1,27 +1,58 @@
-/* model_kv.c -- the one file between the forward pass and the KV store.
+/* model_kv.c -- the one file between the forward pass and the KV cache.
  *
- * TEMPORARY: until the paged cache (src/kv) lands, K/V live here in one
- * contiguous token-major buffer per layer ([cap][Hk][d] in the context's
- * kv_dtype) and attention runs through lkv_attn_prefill / lkv_attn_decode.
- * Switching to the cache changes only this file.
+ * A context's K/V live in a paged, budgeted lkv_cache holding one sequence;
+ * attention runs directly over its pages (lkv_seq_attend). Prompt snapshots
+ * wrap the cache's sequence snapshot (src/kv/snapshot.c) with the tokens that
+ * produced it, so a later run can check that its prompt starts the same way.
+ *
+ * PROMPT FILE FORMAT, version 1 (all integers little-endian):
+ *     0   8  magic "LKVPRMT\0"
+ *     8   4  u32 version = 1
+ *    12   4  u32 n_tokens
+ *    16   8  u64 model_id of the model that wrote it
+ *    24   8  u64 snapshot_size: bytes of the embedded sequence snapshot
+ *    32   4  u32 CRC-32C of the tokens
+ *    36   4  u32 CRC-32C of bytes [0, 36)
+ *    40      tokens [n_tokens] i32
+ *    40+4n   the sequence snapshot (its own format, checksums and trailer)
+ * The file size must be exactly 40 + 4 n_tokens + snapshot_size. The file is
+ * written to "<path>.tmp.<pid>" and renamed over path (atomic for readers).
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/error.h"
+#include "common/hash.h"
 #include "model/model.h"
+
+#define PROMPT_VERSION 1u
+#define PROMPT_HDR 40
+
+static const char PROMPT_MAGIC[8] = {'L', 'K', 'V', 'P', 'R', 'M', 'T', 0};
 
 struct lkv_model_kv {
     lkv_attn_params attn;
-    lkv_dtype dtype;
-    size_t esize;    /* bytes per element */
-    size_t row;      /* elements per token: Hk * d */
-    int n_layers;
-    int n_ctx;
-    int cap;         /* tokens allocated per layer */
-    int *n;          /* [L] tokens held per layer */
-    void **k, **v;   /* [L] -> [cap][Hk][d] */
+    lkv_cache *cache;
+    lkv_seq *seq;
+    uint64_t model_id;
+    int n_layers, kv_heads;
 };
+
+/* A budget that holds n_ctx tokens of every (layer, head) with room to spare:
+ * used when the caller sets none. The pool only reserves address space for it
+ * (nothing is committed before use), so generosity costs nothing. */
+static size_t default_budget(const lkv_model *m, const lkv_ctx_params *p, int page_tokens) {
+    size_t d = (size_t)m->hp.head_dim, es = lkv_dtype_size(p->kv_dtype);
+    size_t pt = (size_t)page_tokens;
+    size_t page = pt * (2 * d * es + 4) + 2 * d * 4 + 256; /* K, V, pos, digest, header */
+    page = (page + 63) / 64 * 64;
+    size_t pages = ((size_t)p->n_ctx + pt - 1) / pt + 1;
+    size_t lists = (size_t)m->hp.n_layers * (size_t)m->hp.n_kv_heads;
+    return pages * lists * page / 4 * 5 + ((size_t)16 << 20);
+}
 
 int lkv_model_kv_create(const lkv_model *m, const lkv_ctx_params *p, lkv_model_kv **out) {
     lkv_model_kv *kv = lkv_calloc(1, sizeof *kv);
@@ -32,17 +63,25 @@ int lkv_model_kv_create(const lkv_model *m, const lkv_ctx_params *p, lkv_model_k
     kv->attn.q_heads = m->hp.n_heads;
     kv->attn.kv_heads = m->hp.n_kv_heads;
     kv->attn.causal = 1;
-    kv->dtype = p->kv_dtype;
-    kv->esize = lkv_dtype_size(p->kv_dtype);
-    kv->row = (size_t)m->hp.n_kv_heads * m->hp.head_dim;
+    kv->model_id = m->model_id;
     kv->n_layers = m->hp.n_layers;
-    kv->n_ctx = p->n_ctx;
-    kv->n = lkv_calloc((size_t)kv->n_layers, sizeof(int));
-    kv->k = lkv_calloc((size_t)kv->n_layers, sizeof(void *));
-    kv->v = lkv_calloc((size_t)kv->n_layers, sizeof(void *));
-    if (!kv->n || !kv->k || !kv->v || kv->esize == 0) {
+    kv->kv_heads = m->hp.n_kv_heads;
+    lkv_cache_params cp = lkv_cache_default_params();
+    cp.n_layers = m->hp.n_layers;
+    cp.kv_heads = m->hp.n_kv_heads;
+    cp.head_dim = m->hp.head_dim;
+    if (p->page_tokens > 0)
+        cp.page_tokens = p->page_tokens;
+    cp.dtype = p->kv_dtype;
+    cp.model_id = m->model_id;
+    cp.budget_bytes = p->kv_budget_bytes ? p->kv_budget_bytes
+                                         : default_budget(m, p, cp.page_tokens > 0 ? cp.page_tokens : 16);
+    int rc = lkv_cache_create(&cp, &kv->cache);
+    if (rc == LKV_OK)
+        rc = lkv_seq_create(kv->cache, &kv->seq);
+    if (rc < 0) {
         lkv_model_kv_free(kv);
-        LKV_FAIL(LKV_ERR_NOMEM, "model kv: out of memory");
+        return rc;
     }
     *out = kv;
     return LKV_OK;
@@ -51,100 +90,210 @@ int lkv_model_kv_create(const lkv_model *m, const lkv_ctx_params *p, lkv_model_k
 void lkv_model_kv_free(lkv_model_kv *kv) {
     if (!kv)
         return;
-    for (int l = 0; l < kv->n_layers; l++) {
-        if (kv->k)
-            lkv_free(kv->k[l]);
-        if (kv->v)
-            lkv_free(kv->v[l]);
-    }
-    lkv_free(kv->k);
-    lkv_free(kv->v);
-    lkv_free(kv->n);
+    lkv_cache_free(kv->cache); /* frees the sequence too */
     lkv_free(kv);
-}
-
-static int grow(lkv_model_kv *kv, int need) {
-    if (need <= kv->cap)
-        return LKV_OK;
-    int cap = kv->cap ? kv->cap : 256;
-    while (cap < need)
-        cap *= 2;
-    if (cap > kv->n_ctx)
-        cap = kv->n_ctx;
-    size_t bytes = (size_t)cap * kv->row * kv->esize;
-    for (int l = 0; l < kv->n_layers; l++) {
-        void *k = lkv_realloc(kv->k[l], bytes);
-        if (!k)
-            LKV_FAIL(LKV_ERR_NOMEM, "model kv: out of memory for %d tokens", cap);
-        kv->k[l] = k;
-        void *v = lkv_realloc(kv->v[l], bytes);
-        if (!v)
-            LKV_FAIL(LKV_ERR_NOMEM, "model kv: out of memory for %d tokens", cap);
-        kv->v[l] = v;
-    }
-    kv->cap = cap;
-    return LKV_OK;
 }
 
 int lkv_model_kv_append(lkv_model_kv *kv, int layer, int n, const int32_t *pos,
                         const float *k, const float *v) {
-    int have = kv->n[layer];
-    if (pos[0] != have)
-        LKV_FAIL(LKV_ERR_INVALID, "model kv: append at position %d, holding %d", (int)pos[0],
-                 have);
-    LKV_TRY(grow(kv, have + n));
-    size_t off = (size_t)have * kv->row * kv->esize;
-    LKV_TRY(lkv_convert_from_f32(kv->dtype, (char *)kv->k[layer] + off, k, (size_t)n * kv->row));
-    LKV_TRY(lkv_convert_from_f32(kv->dtype, (char *)kv->v[layer] + off, v, (size_t)n * kv->row));
-    kv->n[layer] = have + n;
-    return LKV_OK;
+    return lkv_seq_append(kv->seq, layer, n, pos, k, v);
 }
 
 int lkv_model_kv_attend(lkv_model_kv *kv, int layer, int n_q, const float *q,
                         const int32_t *q_pos, float *o, lkv_threadpool *tp) {
-    lkv_kv_tensor t;
-    memset(&t, 0, sizeof t);
-    t.dtype = kv->dtype;
-    t.k = kv->k[layer];
-    t.v = kv->v[layer];
-    t.n = kv->n[layer];
-    t.token_stride = kv->row;
-    t.head_stride = (size_t)kv->attn.head_dim;
-    t.pos = NULL;
-    t.pos0 = 0;
-    if (n_q == 1)
-        return lkv_attn_decode(&kv->attn, n_q, q, q_pos, 0, &t, o, NULL, NULL, tp);
-    return lkv_attn_prefill(&kv->attn, n_q, q, q_pos, 0, &t, o, NULL, NULL, tp);
+    return lkv_seq_attend(kv->seq, layer, &kv->attn, n_q, q, q_pos, o, NULL, tp);
 }
 
-int lkv_model_kv_truncate(lkv_model_kv *kv, int n) {
-    for (int l = 0; l < kv->n_layers; l++)
-        if (kv->n[l] > n)
-            kv->n[l] = n;
-    return LKV_OK;
-}
+int lkv_model_kv_truncate(lkv_model_kv *kv, int n) { return lkv_seq_truncate(kv->seq, n); }
 
 size_t lkv_model_kv_bytes(const lkv_model_kv *kv) {
-    size_t tokens = 0;
-    for (int l = 0; l < kv->n_layers; l++)
-        tokens += (size_t)kv->n[l];
-    return tokens * kv->row * kv->esize * 2;
+    lkv_cache_stats st;
+    if (lkv_cache_get_stats(kv->cache, &st) < 0)
+        return 0;
+    return st.committed;
+}
+
+/* ------------------------------------------------------------ prompt files */
+
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p) {
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
 int lkv_model_kv_save(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n) {
-    (void)kv;
-    (void)path;
-    (void)tokens;
-    (void)n;
-    LKV_FAIL(LKV_ERR_UNSUPPORTED, "prompt snapshots need the paged KV cache (not built yet)");
+    size_t snap = 0;
+    LKV_TRY(lkv_seq_snapshot_size(kv->seq, n, &snap));
+    size_t total = PROMPT_HDR + 4 * (size_t)n + snap;
+    uint8_t *buf = lkv_malloc(total);
+    if (!buf)
+        LKV_FAIL(LKV_ERR_NOMEM, "prompt cache: out of memory for %zu bytes", total);
+    uint8_t *tok = buf + PROMPT_HDR;
+    for (int i = 0; i < n; i++)
+        put32(tok + 4 * (size_t)i, (uint32_t)tokens[i]);
+    size_t written = 0;
+    int rc = lkv_seq_save_mem(kv->seq, n, tok + 4 * (size_t)n, snap, &written);
+    if (rc < 0) {
+        lkv_free(buf);
+        return rc;
+    }
+    memcpy(buf, PROMPT_MAGIC, 8);
+    put32(buf + 8, PROMPT_VERSION);
+    put32(buf + 12, (uint32_t)n);
+    put64(buf + 16, kv->model_id);
+    put64(buf + 24, (uint64_t)written);
+    put32(buf + 32, lkv_crc32c(0, tok, 4 * (size_t)n));
+    put32(buf + 36, lkv_crc32c(0, buf, 36));
+    total = PROMPT_HDR + 4 * (size_t)n + written;
+
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        lkv_free(buf);
+        LKV_FAIL(LKV_ERR_INVALID, "prompt cache: path too long");
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        lkv_free(buf);
+        LKV_FAIL(LKV_ERR_IO, "prompt cache: cannot create '%s': %s", tmp, strerror(errno));
+    }
+    int ok = fwrite(buf, 1, total, f) == total;
+    ok = fflush(f) == 0 && ok;
+    ok = fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    lkv_free(buf);
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        LKV_FAIL(LKV_ERR_IO, "prompt cache: cannot write '%s': %s", path, strerror(e));
+    }
+    return LKV_OK;
+}
+
+/* Reads a whole file into an lkv_malloc'ed buffer. */
+static int read_all(const char *path, uint8_t **out, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            LKV_FAIL(LKV_ERR_NOT_FOUND, "prompt cache: '%s' does not exist", path);
+        LKV_FAIL(LKV_ERR_IO, "prompt cache: cannot open '%s': %s", path, strerror(errno));
+    }
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        len = ftell(f);
+    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        LKV_FAIL(LKV_ERR_IO, "prompt cache: cannot size '%s'", path);
+    }
+    uint8_t *buf = lkv_malloc((size_t)len + 1);
+    if (!buf) {
+        fclose(f);
+        LKV_FAIL(LKV_ERR_NOMEM, "prompt cache: out of memory for %ld bytes", len);
+    }
+    size_t got = fread(buf, 1, (size_t)len, f);
+    fclose(f);
+    if (got != (size_t)len) {
+        lkv_free(buf);
+        LKV_FAIL(LKV_ERR_IO, "prompt cache: cannot read '%s'", path);
+    }
+    *out = buf;
+    *size = (size_t)len;
+    return LKV_OK;
+}
+
+/* Validates the wrapper and returns the token count, the tokens and the
+ * embedded snapshot. */
+static int parse_prompt_file(const lkv_model_kv *kv, const uint8_t *buf, size_t size,
+                             uint32_t *n_tok, const uint8_t **tok, const uint8_t **snap,
+                             size_t *snap_size) {
+    if (size < PROMPT_HDR || memcmp(buf, PROMPT_MAGIC, 8) != 0)
+        LKV_FAIL(LKV_ERR_FORMAT, "prompt cache: not a longkv prompt file");
+    if (get32(buf + 36) != lkv_crc32c(0, buf, 36))
+        LKV_FAIL(LKV_ERR_FORMAT, "prompt cache: header checksum mismatch (corrupt file)");
+    if (get32(buf + 8) != PROMPT_VERSION)
+        LKV_FAIL(LKV_ERR_VERSION, "prompt cache: format version %u (this build reads %u)",
+                 get32(buf + 8), PROMPT_VERSION);
+    if (get64(buf + 16) != kv->model_id)
+        LKV_FAIL(LKV_ERR_VERSION, "prompt cache: written for another model");
+    uint32_t n = get32(buf + 12);
+    uint64_t ss = get64(buf + 24);
+    if ((uint64_t)n > (size - PROMPT_HDR) / 4 || ss != size - PROMPT_HDR - 4 * (uint64_t)n)
+        LKV_FAIL(LKV_ERR_FORMAT, "prompt cache: sizes do not match the file (truncated?)");
+    if (get32(buf + 32) != lkv_crc32c(0, buf + PROMPT_HDR, 4 * (size_t)n))
+        LKV_FAIL(LKV_ERR_FORMAT, "prompt cache: token checksum mismatch (corrupt file)");
+    *n_tok = n;
+    *tok = buf + PROMPT_HDR;
+    *snap = buf + PROMPT_HDR + 4 * (size_t)n;
+    *snap_size = (size_t)ss;
+    return LKV_OK;
 }
 
 int lkv_model_kv_load(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n,
                       int *n_loaded) {
-    (void)kv;
-    (void)path;
-    (void)tokens;
-    (void)n;
     *n_loaded = 0;
-    LKV_FAIL(LKV_ERR_UNSUPPORTED, "prompt snapshots need the paged KV cache (not built yet)");
+    if (lkv_seq_max_tokens(kv->seq, 0) != 0)
+        LKV_FAIL(LKV_ERR_STATE, "prompt cache: the context is not empty");
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    LKV_TRY(read_all(path, &buf, &size));
+    uint32_t n_file = 0;
+    const uint8_t *tok = NULL, *snap = NULL;
+    size_t snap_size = 0;
+    int rc = parse_prompt_file(kv, buf, size, &n_file, &tok, &snap, &snap_size);
+    /* the longest common prefix of the file's tokens and ours */
+    int common = 0;
+    if (rc == LKV_OK) {
+        while (common < n && (uint32_t)common < n_file &&
+               (int32_t)get32(tok + 4 * (size_t)common) == tokens[common])
+            common++;
+        if (common == 0)
+            rc = lkv_set_error(LKV_ERR_RANGE,
+                               "prompt cache: the saved prompt (%u tokens) and this one "
+                               "differ from the first token",
+                               n_file);
+    }
+    lkv_seq *loaded = NULL;
+    if (rc == LKV_OK)
+        rc = lkv_seq_load_mem(kv->cache, snap, snap_size, &loaded);
+    lkv_free(buf);
+    if (rc < 0)
+        return rc;
+    /* every list must hold exactly the file's tokens at positions 0..n_file-1 */
+    for (int l = 0; l < kv->n_layers && rc == LKV_OK; l++)
+        for (int h = 0; h < kv->kv_heads; h++)
+            if (lkv_seq_n_tokens(loaded, l, h) != (int)n_file) {
+                rc = lkv_set_error(LKV_ERR_FORMAT,
+                                   "prompt cache: layer %d head %d holds %d tokens, the file "
+                                   "lists %u",
+                                   l, h, lkv_seq_n_tokens(loaded, l, h), n_file);
+                break;
+            } else if (n_file > 0) {
+                /* ascending, >= 0 and n_file of them: the last is n_file - 1 iff
+                 * the positions are exactly 0..n_file-1 */
+                int32_t last = -1;
+                rc = lkv_seq_get_positions(loaded, l, h, (int)n_file - 1, 1, &last);
+                if (rc == LKV_OK && last != (int32_t)n_file - 1)
+                    rc = lkv_set_error(LKV_ERR_FORMAT,
+                                       "prompt cache: positions are not 0..%u", n_file - 1);
+                if (rc < 0)
+                    break;
+            }
+    if (rc == LKV_OK)
+        rc = lkv_seq_truncate(loaded, common);
+    if (rc < 0) {
+        lkv_seq_free(loaded);
+        return rc;
+    }
+    lkv_seq_free(kv->seq);
+    kv->seq = loaded;
+    *n_loaded = common;
+    return LKV_OK;
 }

@@ -196,8 +196,8 @@ static int pyramid_budget(const lkv_press_state *st, int layer, int kept_uniform
     return w + (int)b;
 }
 
-int lkv_press_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *const *q_window,
-                            const lkv_attn_params *ap, lkv_threadpool *tp) {
+static int evict_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *const *q_window,
+                               const lkv_attn_params *ap, lkv_threadpool *tp) {
     if (!st || !seq)
         LKV_FAIL(LKV_ERR_INVALID, "press_after_prefill: NULL argument");
     st->prefilled = 1;
@@ -376,7 +376,7 @@ int lkv_press_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *cons
     return rc;
 }
 
-int lkv_press_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool *tp) {
+static int evict_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool *tp) {
     (void)tp;
     if (!st || !seq)
         LKV_FAIL(LKV_ERR_INVALID, "press_after_decode: NULL argument");
@@ -476,4 +476,17 @@ int lkv_press_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool *tp
     LKV_TRY(lkv_cache_get_stats(lkv_seq_cache(seq), &cs));
     st->bytes_after = cs.committed;
     return LKV_OK;
+}
+
+/* ---- hooks: eviction first, then the quantization stage (press/quant.c) ---- */
+
+int lkv_press_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *const *q_window,
+                            const lkv_attn_params *ap, lkv_threadpool *tp) {
+    LKV_TRY(evict_after_prefill(st, seq, q_window, ap, tp));
+    return lkv_press_quant_apply(st, seq, 1);
+}
+
+int lkv_press_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool *tp) {
+    LKV_TRY(evict_after_decode(st, seq, tp));
+    return lkv_press_quant_apply(st, seq, 0);
 }

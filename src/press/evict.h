@@ -38,6 +38,10 @@ struct lkv_press_state {
     int64_t sel_attended, sel_held;
     float *bound;                  /* [max pages] scratch for page bounds */
     int bound_cap;
+    /* quantization stage (press/quant.c), or NULL */
+    const lkv_press_stage *quant;
+    size_t quant_bytes_before, quant_bytes_after; /* committed around the first quantization */
+    int64_t quant_pages;                          /* pages converted so far */
     /* report */
     size_t bytes_before, bytes_after;
     int64_t evicted_tokens;
@@ -45,6 +49,13 @@ struct lkv_press_state {
 };
 
 lkv_evict_kind lkv_evict_kind_of(const char *name);
+
+/* press/quant.c: converts the full exact pages older than the stage's residual
+ * window (int8 / KIVI); after_prefill = 1 records the bytes for the report.
+ * A no-op without a quantization stage. */
+int lkv_press_quant_apply(lkv_press_state *st, lkv_seq *seq, int after_prefill);
+/* The page format the quantization stage converts to (F16 when none). */
+lkv_dtype lkv_press_quant_target(const lkv_press_stage *quant);
 int lkv_press_span(const lkv_press_state *st);
 int lkv_streaming_recent(const lkv_press_state *st);
 int lkv_press_acc_reserve(lkv_press_state *st, int list, int n);

@@ -145,6 +145,14 @@ int lkv_press_select(lkv_press_state *st, const lkv_seq *seq, int layer, const f
  * Quest's page size must equal the cache's page_tokens). */
 int lkv_press_check_cache(const lkv_press_state *st, const lkv_cache_params *cp);
 
+/* What the cache must look like for this policy (the model creates its cache
+ * with these): *page_tokens = the page size the policy needs (KIVI: its group,
+ * Quest/ArkVale: their page) or 0 for no requirement; *dtype = the format new
+ * pages are written in (Q8 for "int8:residual=0", else F16; quantization
+ * stages convert old pages later). Returns LKV_OK or LKV_ERR_INVALID (NULL
+ * arguments, or two stages that need different page sizes). (press/quant.c) */
+int lkv_press_cache_requirements(const struct lkv_press *p, int *page_tokens, lkv_dtype *dtype);
+
 /* Pages attended / pages held by the selection policy so far (for reports). */
 void lkv_press_select_stats(const lkv_press_state *st, int64_t *attended, int64_t *held);
 

@@ -51,6 +51,14 @@ int lkv_press_check_cache(const lkv_press_state *st, const lkv_cache_params *cp)
                      "page size to %d or the policy's page to %d",
                      st->select->method->name, page, cp->page_tokens, page, cp->page_tokens);
     }
+    if (st->quant && !strcmp(st->quant->method->name, "kivi")) { /* key group = page (quant.c) */
+        int group = (int)lkv_press_stage_get(st->quant, "group");
+        if (group != cp->page_tokens)
+            LKV_FAIL(LKV_ERR_INVALID,
+                     "press kivi: group=%d but the cache's pages hold %d tokens; KIVI's key "
+                     "group is a page: create the cache with page_tokens=%d",
+                     group, cp->page_tokens, group);
+    }
     return LKV_OK;
 }
 

@@ -31,6 +31,8 @@ int lkv_press_state_create(const struct lkv_press *p, const lkv_press_geom *g,
             st->evict = &p->stage[i];
         else if (p->stage[i].method->cls == LKV_PC_SELECT)
             st->select = &p->stage[i];
+        else if (p->stage[i].method->cls == LKV_PC_QUANT) /* press/quant.c */
+            st->quant = &p->stage[i];
     int lists = g->n_layers * g->kv_heads;
     st->acc = lkv_calloc((size_t)lists, sizeof *st->acc);
     st->acc_cap = lkv_calloc((size_t)lists, sizeof *st->acc_cap);
@@ -215,6 +217,14 @@ size_t lkv_press_state_report(const lkv_press_state *st, char *buf, size_t cap) 
         }
         OUT("\n");
     }
+    if (st->quant) /* press/quant.c */
+        OUT("  quantized to %s: %lld pages; KV bytes committed at the first quantization: "
+            "before %zu, after %zu (%.1f%%)\n",
+            lkv_dtype_name(lkv_press_quant_target(st->quant)), (long long)st->quant_pages,
+            st->quant_bytes_before, st->quant_bytes_after,
+            st->quant_bytes_before
+                ? 100.0 * (double)st->quant_bytes_after / (double)st->quant_bytes_before
+                : 100.0);
 #undef OUT
     return used;
 }

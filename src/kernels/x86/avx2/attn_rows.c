@@ -15,7 +15,7 @@
 
 #define GROUP 4           /* rows sharing one pass over a key block */
 #define ROW_TILE_FLOATS 8192 /* Q floats kept in L1 while the keys stream */
-#define PREFETCH_KEYS 128     /* software prefetch distance, in keys */
+#define PREFETCH_BYTES 4096  /* software prefetch distance per stream (measured best) */
 
 /* x[r] = [q_r.k0 as 4 partial sums | q_r.k1 as 4 partial sums] for the two
  * keys k0 = k + key*ks and k1 = k0 + ks. */
@@ -215,6 +215,9 @@ AVX2_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0, i
     const size_t ks = avx2_kv_stride(b);
     const int tok0 = rt0 / b->G, tok1 = (rt1 - 1) / b->G + 1;
     const int may_mask = b->causal || b->window > 0;
+    int pf_keys = (int)(PREFETCH_BYTES / ((size_t)b->d * avx2_dtype_bytes(dt))) & ~7;
+    if (pf_keys < 8)
+        pf_keys = 8;
     for (int ri = 0; ri < n_runs; ri++) {
         const lkv_kv_run *run = &runs[ri];
         if (run->n <= 0 || (lse && !run->obs))
@@ -230,11 +233,10 @@ AVX2_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0, i
             __m256i pk = need_mask ? avx2_key_pos8(run, t0, nk) : _mm256_setzero_si256();
             const void *k = avx2_elem(run->k, (size_t)t0 * ks, dt);
             const void *v = avx2_elem(run->v, (size_t)t0 * ks, dt);
-            if (t0 + PREFETCH_KEYS + 8 <= run->n) {
-                prefetch_rows(avx2_elem(run->k, (size_t)(t0 + PREFETCH_KEYS) * ks, dt), ks, b->d, dt);
+            if (t0 + pf_keys + 8 <= run->n) {
+                prefetch_rows(avx2_elem(run->k, (size_t)(t0 + pf_keys) * ks, dt), ks, b->d, dt);
                 if (!lse)
-                    prefetch_rows(avx2_elem(run->v, (size_t)(t0 + PREFETCH_KEYS) * ks, dt), ks,
-                                  b->d, dt);
+                    prefetch_rows(avx2_elem(run->v, (size_t)(t0 + pf_keys) * ks, dt), ks, b->d, dt);
             }
             __m256 mass = _mm256_setzero_ps();
             for (int g = rt0; g < rt1; g += GROUP) {

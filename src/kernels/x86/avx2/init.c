@@ -14,8 +14,9 @@ void lkv_kernels_init_avx2(lkv_kernel_table *t) {
     t->attn_observe[LKV_DTYPE_F32] = lkv_attn_observe_f32_avx2;
     t->attn_observe[LKV_DTYPE_F16] = lkv_attn_observe_f16_avx2;
     t->attn_observe[LKV_DTYPE_BF16] = lkv_attn_observe_bf16_avx2;
-    for (int dt = 0; dt < LKV_DTYPE_COUNT_; dt++) {
+    for (int dt = 0; dt <= LKV_DTYPE_BF16; dt++) {
         t->attn_isa[dt] = LKV_ISA_AVX2;
         t->attn_observe_isa[dt] = LKV_ISA_AVX2;
     }
+    lkv_kernels_init_attn_quant_avx2(t); /* quantized K/V (attn_quant.c) */
 }

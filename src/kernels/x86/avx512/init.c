@@ -14,10 +14,11 @@ void lkv_kernels_init_avx512(lkv_kernel_table *t) {
     t->attn_observe[LKV_DTYPE_F32] = lkv_attn_observe_f32_avx512;
     t->attn_observe[LKV_DTYPE_F16] = lkv_attn_observe_f16_avx512;
     t->attn_observe[LKV_DTYPE_BF16] = lkv_attn_observe_bf16_avx512;
-    for (int dt = 0; dt < LKV_DTYPE_COUNT_; dt++) {
+    for (int dt = 0; dt <= LKV_DTYPE_BF16; dt++) {
         t->attn_isa[dt] = LKV_ISA_AVX512;
         t->attn_observe_isa[dt] = LKV_ISA_AVX512;
     }
+    lkv_kernels_init_attn_quant_avx512(t); /* quantized K/V (attn_quant.c) */
     if (lkv_cpu_features_get()->avx512_vnni) /* weight products (avx512vnni/quant_vnni.c) */
         lkv_kernels_init_quant_avx512vnni(t);
 }

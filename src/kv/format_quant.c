@@ -1,0 +1,155 @@
+/* format_quant.c -- the quantized page formats: int8 per token (q8) and KIVI
+ * 4/2-bit (kivi4, kivi2). One row of traits each (kv.h); the byte layouts are
+ * the run layouts of include/longkv.h (lkv_dtype) and kernels/kv_quant.h, so
+ * attention reads a page in place.
+ *
+ * A page of pt slots, head dim d (all offsets from the start of each array):
+ *
+ *   q8     K extent   [pt][d] int8           code of (slot t, channel c) at t*d + c
+ *          V extent   [pt][d] int8
+ *          k_aux      [pt] half              scale of key row t (symmetric: x' = s*q)
+ *          v_aux      [pt] half              scale of value row t
+ *   kiviB  (B = 4 or 2; R = 16 * ceil(d / (128/B)) bytes per row)
+ *          K extent   [pt][R] packed codes   byte 16*blk + j of row t holds, in bits
+ *                                            [B*i, B*i+B), the code of channel
+ *                                            blk*(128/B) + 16*i + j
+ *          V extent   [pt][R] packed codes   same packing
+ *          k_aux      [d] half scale, then [d] half min: the key group is the
+ *                                            whole page (KIVI: per channel over
+ *                                            the group's tokens)
+ *          v_aux      [pt][ceil(d/32)][2] half   (scale, min) per slot and group
+ *                                            of 32 channels
+ *
+ * KIVI pages are normally written whole, by lkv_seq_convert (kv/convert.c),
+ * which encodes the keys of all slots at once. The write trait below also
+ * accepts partial writes (append after a truncate, compaction by
+ * lkv_seq_keep, copy-on-write of a shared tail): values are per slot and
+ * simply encoded; keys are re-encoded for the whole page, per channel, over
+ * the page's current (decoded) slots plus the new ones -- lossy in the same
+ * bound, since the range only grows.
+ */
+#include <string.h>
+
+#include "common/fp16.h"
+#include "kernels/kv_quant.h"
+#include "kv/kv.h"
+
+#define MAX_PT 4096 /* lkv_cache_params.page_tokens upper bound */
+
+/* ------------------------------------------------------------ q8 */
+
+static size_t q8_rows(int pt, int d) { return (size_t)pt * (size_t)d; }
+static size_t q8_aux(int pt, int d) {
+    (void)d;
+    return (size_t)pt * 2;
+}
+
+static void q8_write(const kv_page_ptrs *pg, int pt, int d, int slot, int n, const float *k,
+                     size_t ks, const float *v, size_t vs) {
+    (void)pt;
+    for (int t = 0; t < n; t++) {
+        size_t row = (size_t)(slot + t);
+        lkv_kvq_encode_q8_row(k + t * ks, d, (int8_t *)pg->k + row * d, (uint16_t *)pg->k_aux + row);
+        lkv_kvq_encode_q8_row(v + t * vs, d, (int8_t *)pg->v + row * d, (uint16_t *)pg->v_aux + row);
+    }
+}
+
+static void quant_read(lkv_dtype dt, const kv_page_ptrs *pg, int d, int slot, int n, float *k,
+                       float *v) {
+    lkv_kvq_decode(dt, d, pg->k, pg->k_aux, pg->v, pg->v_aux, slot, n, k, v);
+}
+
+static void q8_read(const kv_page_ptrs *pg, int pt, int d, int slot, int n, float *k, float *v) {
+    (void)pt;
+    quant_read(LKV_DTYPE_Q8, pg, d, slot, n, k, v);
+}
+
+/* ------------------------------------------------------------ kivi */
+
+static size_t kivi4_rows(int pt, int d) { return (size_t)pt * lkv_kvq_row_bytes(LKV_DTYPE_KIVI4, d); }
+static size_t kivi2_rows(int pt, int d) { return (size_t)pt * lkv_kvq_row_bytes(LKV_DTYPE_KIVI2, d); }
+static size_t kivi_kaux(int pt, int d) {
+    (void)pt;
+    return lkv_kvq_kaux_fixed_bytes(LKV_DTYPE_KIVI4, d);
+}
+static size_t kivi_vaux(int pt, int d) {
+    return (size_t)pt * lkv_kvq_vaux_row_bytes(LKV_DTYPE_KIVI4, d);
+}
+
+static void kivi_init(lkv_dtype dt, const kv_page_ptrs *pg, int pt, int d) {
+    memset(pg->k, 0, (size_t)pt * lkv_kvq_row_bytes(dt, d));
+    memset(pg->k_aux, 0, lkv_kvq_kaux_fixed_bytes(dt, d));
+}
+
+static void kivi_write(lkv_dtype dt, const kv_page_ptrs *pg, int pt, int d, int slot, int n,
+                       const float *k, size_t ks, const float *v, size_t vs) {
+    const int bits = lkv_kvq_bits(dt);
+    const size_t rb = lkv_kvq_row_bytes(dt, d), vab = lkv_kvq_vaux_row_bytes(dt, d);
+    for (int t = 0; t < n; t++) /* values: per slot */
+        lkv_kvq_encode_kivi_vrow(bits, d, v + t * vs, (uint8_t *)pg->v + (size_t)(slot + t) * rb,
+                                 (uint16_t *)((uint8_t *)pg->v_aux + (size_t)(slot + t) * vab));
+    /* keys: one channel at a time over all pt slots (decoded, new rows in place) */
+    uint16_t *aux = pg->k_aux;
+    uint8_t *codes = pg->k;
+    float col[MAX_PT];
+    const int L = (1 << bits) - 1;
+    uint16_t new_aux[2];
+    for (int c = 0; c < d; c++) {
+        float s = lkv_half_to_float(aux[c]), m = lkv_half_to_float(aux[d + c]);
+        for (int t = 0; t < pt; t++)
+            col[t] = (t >= slot && t < slot + n) ? k[(size_t)(t - slot) * ks + c]
+                                                : m + s * (float)lkv_kvq_code(codes + (size_t)t * rb, bits, c);
+        /* encode the column as a one-channel key group: reuse the channel encoder
+         * on a [pt][1] view, then splice the codes into the packed rows */
+        uint8_t one[32];
+        float mn = col[0], mx = col[0];
+        for (int t = 1; t < pt; t++) {
+            mn = col[t] < mn ? col[t] : mn;
+            mx = col[t] > mx ? col[t] : mx;
+        }
+        float pair[2] = {mn, mx};
+        lkv_kvq_encode_kivi_keys(bits, 1, 2, pair, 1, one, new_aux); /* scale/min of [mn, mx] */
+        aux[c] = new_aux[0];
+        aux[d + c] = new_aux[1];
+        float ns = lkv_half_to_float(new_aux[0]), nm = lkv_half_to_float(new_aux[1]);
+        float inv = ns > 0.0f ? 1.0f / ns : 0.0f;
+        int blk = 128 / bits, in = c % blk;
+        size_t byte = (size_t)(c / blk) * 16 + (size_t)(in % 16);
+        int shift = bits * (in / 16);
+        for (int t = 0; t < pt; t++) {
+            float q = (col[t] - nm) * inv + 0.5f;
+            int code = q < 0.0f ? 0 : q >= (float)L ? L : (int)q;
+            uint8_t *b = codes + (size_t)t * rb + byte;
+            *b = (uint8_t)((*b & ~(L << shift)) | (code << shift));
+        }
+    }
+}
+
+#define KIVI_FNS(name, DT)                                                                   \
+    static void name##_init(const kv_page_ptrs *pg, int pt, int d) { kivi_init(DT, pg, pt, d); } \
+    static void name##_write(const kv_page_ptrs *pg, int pt, int d, int slot, int n,          \
+                             const float *k, size_t ks, const float *v, size_t vs) {          \
+        kivi_write(DT, pg, pt, d, slot, n, k, ks, v, vs);                                    \
+    }                                                                                        \
+    static void name##_read(const kv_page_ptrs *pg, int pt, int d, int slot, int n, float *k, \
+                            float *v) {                                                      \
+        (void)pt;                                                                            \
+        quant_read(DT, pg, d, slot, n, k, v);                                                \
+    }
+KIVI_FNS(kivi4, LKV_DTYPE_KIVI4)
+KIVI_FNS(kivi2, LKV_DTYPE_KIVI2)
+
+static const kv_format quant_formats[3] = {
+    {"q8", LKV_DTYPE_Q8, LKV_DTYPE_Q8, q8_rows, q8_rows, q8_aux, q8_aux, 0, q8_write, q8_read,
+     NULL},
+    {"kivi4", LKV_DTYPE_KIVI4, LKV_DTYPE_KIVI4, kivi4_rows, kivi4_rows, kivi_kaux, kivi_vaux, 0,
+     kivi4_write, kivi4_read, kivi4_init},
+    {"kivi2", LKV_DTYPE_KIVI2, LKV_DTYPE_KIVI2, kivi2_rows, kivi2_rows, kivi_kaux, kivi_vaux, 0,
+     kivi2_write, kivi2_read, kivi2_init},
+};
+
+const kv_format *kv_format_quant(int tag) {
+    if (tag < LKV_DTYPE_Q8 || tag > LKV_DTYPE_KIVI2)
+        return NULL;
+    return &quant_formats[tag - LKV_DTYPE_Q8];
+}
