@@ -21,6 +21,12 @@
  * K/V layout: head-major, [Hk][n_max][d] per (shape, dtype), filled once with
  * random data for the largest context; a case with n_kv < n_max reads the first
  * n_kv rows of each head (head_stride = n_max * d).
+ *
+ * Quantized dtypes (q8, kivi4, kivi2; decode only): per head, codes [n_max][row]
+ * and scales encoded from random data in pages of QPAGE tokens (one run per
+ * page, as lkv_seq_attend passes them), attended with lkv_attn_runs. GB/s
+ * counts the bytes actually read (codes + scales/mins), and the text report
+ * ends with the decode time of each dtype relative to f16 for the same case.
  */
 #include <errno.h>
 #include <math.h>
@@ -33,6 +39,8 @@
 
 #include "bench.h"
 #include "longkv.h"
+
+#define QPAGE 32 /* tokens per page (= KIVI key group) of the quantized decode cases */
 
 #define MAX_LIST 16
 #define MAX_REPS 20000
@@ -236,7 +244,8 @@ static void usage(FILE *f) {
             "  --quick             a subset that runs in about 20 s: f16, n_kv 4k,32k,128k\n"
             "  --threads N[,N..]   thread counts to run the cases with (default: all CPUs)\n"
             "  --isa ref|avx2|avx512  kernel level (default: the active one, see `longkv info`)\n"
-            "  --dtype LIST        K/V types, from f32,f16,bf16 (default: all; --quick: f16)\n"
+            "  --dtype LIST        K/V types, from f32,f16,bf16,q8,kivi4,kivi2 (quantized: decode\n"
+            "                      only, pages of 32 tokens; default: all; --quick: f16)\n"
             "  --ctx LIST          decode n_kv values, 'k' = 1024 (default: 4k,8k,16k,32k,64k,128k)\n"
             "  --nq LIST           prefill n_q = n_kv values (default: 512,4096)\n"
             "  --shape LIST        HxHkxd head configurations (default: 9x3x64,32x8x128)\n"
@@ -553,6 +562,8 @@ typedef struct attn_case {
     lkv_kv_tensor kv;
     float *o;
     lkv_threadpool *tp;
+    const lkv_kv_head_runs *heads; /* quantized decode: runs instead of kv (kv.n, kv.dtype describe it) */
+    double kv_bytes;               /* quantized decode: bytes of K/V read (codes + aux) */
 } attn_case;
 
 typedef struct timing {
@@ -561,6 +572,8 @@ typedef struct timing {
 } timing;
 
 static int call_case(const attn_case *c) {
+    if (c->heads)
+        return lkv_attn_runs(&c->p, c->n_q, c->q, NULL, c->q_pos0, c->heads, c->o, NULL, c->tp);
     if (c->decode)
         return lkv_attn_decode(&c->p, c->n_q, c->q, NULL, c->q_pos0, &c->kv, c->o, NULL, NULL,
                                c->tp);
@@ -707,7 +720,8 @@ static int run_case(const options *o, machine *m, attn_case *c) {
     kernel_isa(r.dtype, r.isa, sizeof r.isa);
     r.regime = "-";
     if (r.decode) {
-        r.work = 2.0 * r.n_kv * r.kv_heads * r.head_dim * (double)lkv_dtype_size(r.dtype);
+        r.work = c->heads ? c->kv_bytes
+                          : 2.0 * r.n_kv * r.kv_heads * r.head_dim * (double)lkv_dtype_size(r.dtype);
         r.rate = r.work / r.t.best * 1e-9;
         r.regime = r.work > (double)m->l3_bytes ? "dram" : "cache";
         r.limit_name = r.work > (double)m->l3_bytes                           ? "dram"
@@ -732,8 +746,99 @@ static int run_case(const options *o, machine *m, attn_case *c) {
     return 0;
 }
 
+static int is_quant(lkv_dtype dt) {
+    return dt == LKV_DTYPE_Q8 || dt == LKV_DTYPE_KIVI4 || dt == LKV_DTYPE_KIVI2;
+}
+
+/* Decode cases over quantized pages (see the top of the file). */
+static int run_decode_quant(const options *o, machine *m, shape sh, lkv_dtype dt) {
+    long n_max = 0;
+    for (int i = 0; i < o->n_ctx; i++)
+        n_max = o->ctx[i] > n_max ? o->ctx[i] : n_max;
+    const int d = sh.head_dim, Hk = sh.kv_heads;
+    const long pages = (n_max + QPAGE - 1) / QPAGE;
+    size_t kcb, kab, vcb, vab; /* bytes of one full page's arrays */
+    if (lkv_kv_quant_bytes(dt, d, QPAGE, &kcb, &kab, &vcb, &vab) < 0) {
+        fprintf(stderr, "longkv bench attn: %s\n", lkv_last_error());
+        return o->n_ctx * o->n_threads;
+    }
+    size_t qn = (size_t)sh.q_heads * (size_t)d, np_all = (size_t)Hk * (size_t)pages;
+    uint8_t *kc = alloc64(np_all * kcb), *vc = alloc64(np_all * vcb);
+    uint8_t *ka = alloc64(np_all * kab), *va = alloc64(np_all * vab);
+    float *q = alloc64(qn * sizeof(float)), *out = alloc64(qn * sizeof(float));
+    float *tk = alloc64((size_t)QPAGE * d * sizeof(float)), *tv = alloc64((size_t)QPAGE * d * sizeof(float));
+    lkv_kv_run *runs = calloc(np_all, sizeof *runs);
+    lkv_kv_head_runs *heads = calloc((size_t)Hk, sizeof *heads);
+    int failures = 0;
+    if (!kc || !vc || !ka || !va || !q || !out || !tk || !tv || !runs || !heads) {
+        fprintf(stderr, "longkv bench attn: cannot allocate %s K/V for %ld tokens\n",
+                lkv_dtype_name(dt), n_max);
+        failures = o->n_ctx * o->n_threads;
+        goto done;
+    }
+    uint64_t seed = 77;
+    for (size_t i = 0; i < np_all; i++) { /* page i of head i / pages; pages back to back */
+        for (int e = 0; e < QPAGE * d; e++) { /* uniform in [-2, 2) */
+            tk[e] = (float)((double)(splitmix64(&seed) >> 40) * (4.0 / 16777216.0) - 2.0);
+            tv[e] = (float)((double)(splitmix64(&seed) >> 40) * (4.0 / 16777216.0) - 2.0);
+        }
+        if (lkv_kv_quantize(dt, d, QPAGE, tk, tv, kc + i * kcb, ka + i * kab, vc + i * vcb,
+                            va + i * vab) < 0) {
+            fprintf(stderr, "longkv bench attn: %s\n", lkv_last_error());
+            failures = o->n_ctx * o->n_threads;
+            goto done;
+        }
+        lkv_kv_run *r = &runs[i];
+        r->dtype = dt;
+        r->k = kc + i * kcb;
+        r->v = vc + i * vcb;
+        r->k_aux = ka + i * kab;
+        r->v_aux = va + i * vab;
+        r->pos0 = (int32_t)((long)(i % (size_t)pages) * QPAGE);
+        r->n = QPAGE;
+    }
+    if (fill_random(NULL, LKV_DTYPE_F32, q, qn, 3) < 0) {
+        failures = o->n_ctx * o->n_threads;
+        goto done;
+    }
+    memset(out, 0, qn * sizeof(float));
+    for (int ti = 0; ti < o->n_threads; ti++)
+        for (int ci = 0; ci < o->n_ctx; ci++) {
+            long n = o->ctx[ci] / QPAGE * QPAGE; /* whole pages */
+            if (n < QPAGE)
+                n = QPAGE;
+            for (int h = 0; h < Hk; h++) {
+                heads[h].runs = runs + (size_t)h * pages;
+                heads[h].n_runs = (int)(n / QPAGE);
+            }
+            attn_case c;
+            memset(&c, 0, sizeof c);
+            c.decode = 1;
+            c.p = lkv_attn_default_params();
+            c.p.q_heads = sh.q_heads;
+            c.p.kv_heads = Hk;
+            c.p.head_dim = d;
+            c.n_q = 1;
+            c.q = q;
+            c.q_pos0 = (int32_t)n - 1;
+            c.kv.dtype = dt;
+            c.kv.n = (int)n;
+            c.heads = heads;
+            c.kv_bytes = (double)Hk * (double)(n / QPAGE) * (double)(kcb + kab + vcb + vab);
+            c.o = out;
+            c.tp = limits_for(m, o->threads[ti])->tp;
+            failures += run_case(o, m, &c);
+        }
+done:
+    free(kc); free(vc); free(ka); free(va); free(q); free(out); free(tk); free(tv);
+    free(runs); free(heads);
+    return failures;
+}
+
 /* All decode cases of one shape and dtype, on every thread count. */
 static int run_decode_group(const options *o, machine *m, shape sh, lkv_dtype dt) {
+    if (is_quant(dt))
+        return run_decode_quant(o, m, sh, dt);
     long n_max = 0;
     for (int i = 0; i < o->n_ctx; i++)
         if (o->ctx[i] > n_max)
@@ -906,7 +1011,7 @@ int bench_attn(int argc, char **argv) {
         for (int ti = 0; ti < o.n_threads; ti++)
             for (int si = 0; si < o.n_shapes; si++)
                 for (int di = 0; di < o.n_dtypes; di++)
-                    for (int ni = 0; ni < o.n_nq; ni++)
+                    for (int ni = 0; ni < o.n_nq && !is_quant((lkv_dtype)o.dtypes[di]); ni++)
                         failures += run_prefill_case(&o, &m, o.shapes[si], (lkv_dtype)o.dtypes[di],
                                                      o.nq[ni], limits_for(&m, o.threads[ti])->tp);
     failures += measure_limits(&m, &o, 1);
@@ -939,6 +1044,29 @@ int bench_attn(int argc, char **argv) {
                                                   "4*n_q*n_kv*d*H / best time",
                                        "GFLOP/s");
                 print_case_row(&m, r);
+            }
+        }
+        /* quantized decode vs f16 on the same shape, n_kv and threads */
+        int hdr = 0;
+        for (int i = 0; i < m.n_results; i++) {
+            const case_result *r = &m.results[i];
+            if (!r->decode || !is_quant(r->dtype))
+                continue;
+            for (int j = 0; j < m.n_results; j++) {
+                const case_result *f = &m.results[j];
+                if (!f->decode || f->dtype != LKV_DTYPE_F16 || f->n_kv != r->n_kv ||
+                    f->threads != r->threads || f->q_heads != r->q_heads ||
+                    f->kv_heads != r->kv_heads || f->head_dim != r->head_dim)
+                    continue;
+                if (!hdr++)
+                    printf("\ndecode vs f16 (same case): bytes read and speed-up\n"
+                           "  %-6s %-10s %7s %3s %12s %12s %9s %9s\n", "dtype", "H/Hk/d", "n_kv",
+                           "thr", "bytes", "f16 bytes", "bytes x", "speed-up");
+                char sh[32];
+                snprintf(sh, sizeof sh, "%d/%d/%d", r->q_heads, r->kv_heads, r->head_dim);
+                printf("  %-6s %-10s %7d %3d %12.0f %12.0f %8.2fx %8.2fx\n", lkv_dtype_name(r->dtype),
+                       sh, r->n_kv, r->threads, r->work, f->work, f->work / r->work,
+                       f->t.best / r->t.best);
             }
         }
         printf("\n%d case(s), %d failure(s), %.1f s\n", m.n_results, failures,

@@ -175,6 +175,21 @@ size_t lkv_dtype_size(lkv_dtype t);
 /* "f32", "f16", "bf16", "q8", "kivi4", "kivi2" ("unknown" otherwise). */
 const char *lkv_dtype_name(lkv_dtype t);
 
+/* Bytes of the four arrays of an n-token run of quantized dtype t with head
+ * dim d (layouts above): K codes, k_aux, V codes, v_aux. Any pointer may be
+ * NULL. Returns LKV_OK or LKV_ERR_INVALID (not a quantized dtype, d not a
+ * multiple of 8 in [8, 256], n < 0). */
+int lkv_kv_quant_bytes(lkv_dtype t, int d, int n, size_t *k_codes, size_t *k_aux,
+                       size_t *v_codes, size_t *v_aux);
+
+/* Encodes n tokens of one KV head, k and v [n][d] f32, into the arrays of one
+ * quantized run (sized by lkv_kv_quant_bytes), e.g. for a runtime that keeps
+ * its own cache and calls lkv_attn_runs. For KIVI the n tokens are one key
+ * group (one run). Element error is at most half the stored scale.
+ * Returns LKV_OK or LKV_ERR_INVALID. Thread-safe. */
+int lkv_kv_quantize(lkv_dtype t, int d, int n, const float *k, const float *v, void *k_codes,
+                    void *k_aux, void *v_codes, void *v_aux);
+
 /* Shape and masking of one attention call. Positions: every query and key carries
  * a position (its index in the original sequence). Key j is visible to query i iff
  *     (!causal || pos_k[j] <= pos_q[i])
@@ -333,7 +348,7 @@ int lkv_measure_fma_peak(double min_seconds, lkv_threadpool *tp, double *gflops)
  *   budget caps the committed bytes (cache pages including their per-slot
  *   positions, digests and headers). Keys and values of all pages live in two
  *   separate address ranges, and each (layer, head) list takes its pages from
- *   its own reserved (uncommitted) run of 16 page slots, so a list's pages lie
+ *   its own reserved (uncommitted) run of 64 page slots, so a list's pages lie
  *   back to back even when it grows one token at a time, and attention streams
  *   them like contiguous arrays. The price: a list holding any page commits at
  *   least one OS page per array (header, K, V), i.e. 12 KiB with 4 KiB pages --
@@ -811,6 +826,8 @@ typedef struct lkv_ctx_params {
     lkv_threadpool *tp;      /* threads for the forward pass; not owned; NULL = caller only */
     lkv_layer_hook hook;     /* optional per-layer observer (NULL = none) */
     void *hook_user;         /* passed to hook */
+    const lkv_press *press;  /* KV policy (not owned; must outlive the context);
+                                NULL = the full cache */
 } lkv_ctx_params;
 
 /* n_ctx 0, n_batch 256, kv_dtype F16, page_tokens 0, no budget, no pool, no hook. */
@@ -837,6 +854,18 @@ void lkv_ctx_free(lkv_ctx *ctx);
  * hook's error. On error the context keeps the tokens that were fully
  * evaluated before the failing chunk (see lkv_ctx_pos). */
 int lkv_ctx_eval(lkv_ctx *ctx, const int32_t *tokens, int n, float *logits);
+
+/* Evaluates a prompt whose last n_question tokens are the question, then runs
+ * the context's policy (lkv_ctx_params.press) once over the cache: eviction
+ * after prefill (SnapKV, H2O, ...), quantization of old pages. The question is
+ * kept out of compression unless the policy says query_aware=1. With no policy
+ * it is lkv_ctx_prefill. Returns as lkv_ctx_eval. */
+int lkv_ctx_prefill_prompt(lkv_ctx *ctx, const int32_t *tokens, int n, int n_question);
+
+/* What the context's policy did so far (tokens kept per layer/head, bytes
+ * before/after, pages attended), as text into buf (NUL-terminated, truncated to
+ * cap). Returns the length it wanted to write; 0 without a policy. */
+size_t lkv_ctx_press_report(const lkv_ctx *ctx, char *buf, size_t cap);
 
 /* lkv_ctx_eval(ctx, tokens, n, NULL): the prompt. */
 int lkv_ctx_prefill(lkv_ctx *ctx, const int32_t *tokens, int n);
@@ -1235,6 +1264,75 @@ void lkv_progress_update(lkv_progress *pg, int64_t done, const char *note);
 void lkv_progress_finish(lkv_progress *pg);
 
 void lkv_progress_free(lkv_progress *pg);
+
+/* ------------------------------------------------------------ sweeps */
+
+/* One `longkv eval` sweep: tasks x context lengths x policies x ratios (x depths
+ * x samples for the question tasks), always with the full-cache baseline ("full")
+ * first in every (task, ctx), every row added to a report.
+ *
+ * Tasks (comma-separated):
+ *   passkey, niah_single, niah_multikey, niah_multivalue, niah_multiquery
+ *       the prompt in the model's chat template (system message "You are a
+ *       helpful assistant.", the same for every policy): context + question in
+ *       the user turn, the reply started with the answer prefix; prefilled with
+ *       lkv_ctx_prefill_prompt (the question kept out of compression unless
+ *       query_aware), then greedy generation. One row per (task, ctx, depth,
+ *       press, ratio): score = mean over the samples.
+ *   ppl       a real text of ctx tokens: the first ppl_prefix tokens are
+ *             prefilled (and compressed once), every later token is evaluated
+ *             one at a time with the policy active while decoding and scored
+ *             (StreamingLLM's protocol). Rows: one per position bucket
+ *             (pos_start, pos_end; score = the bucket's perplexity) and one for
+ *             all scored tokens (scope "all").
+ *   fidelity  the same text through the full cache and the policy side by side:
+ *             mean KL(full || policy) of the next-token distribution, top-1
+ *             agreement (the score), and the relative error of every layer's
+ *             attention output (through lkv_layer_hook; errors of earlier layers
+ *             propagate, so layer l's error is end-to-end up to l).
+ * Ratio substitution: a stage of a spec whose method takes `ratio` and that was
+ * given neither `ratio` nor `budget` gets ratio=R for every R of the sweep; a
+ * method with only `budget` (quest) gets budget = round((1 - R) * ctx); a spec
+ * with its own amount, or a method without one (kivi, int8), runs once and its
+ * row's ratio is the measured 1 - kv_bytes / kv_bytes(full) (ratio_source
+ * "measured"). */
+typedef struct lkv_eval_params {
+    const lkv_model *model;   /* required; not owned */
+    const char *model_name;   /* the rows' "model" column (default "model") */
+    const char *tasks;        /* comma-separated task names (default "passkey") */
+    const char *presses;      /* ';'-separated specs (NULL: only the baseline) */
+    const double *ratios;     /* [n_ratios] fractions removed (default {0.5}) */
+    int n_ratios;
+    const int *ctxs;          /* [n_ctxs] context lengths in tokens (default {1024}) */
+    int n_ctxs;
+    const double *depths;     /* [n_depths] needle depths in percent (default {50}) */
+    int n_depths;
+    int samples;              /* samples per (task, ctx, depth) (default 4) */
+    uint64_t seed;            /* sample k uses seed + k (default 0) */
+    int query_aware;          /* 1: query_aware=1 on the policies (default 0) */
+    const lkv_corpus *corpus; /* NIAH haystacks and ppl/fidelity text (required for
+                                 niah, ppl and fidelity); not owned */
+    int ppl_prefix;           /* tokens prefilled before token-by-token scoring;
+                                 0 = ctx / 2 (default 0) */
+    int ppl_bucket;           /* position bucket width in tokens; 0 = ctx / 8 */
+    int n_batch;              /* prefill chunk (default 256) */
+    lkv_threadpool *tp;       /* not owned; NULL = the calling thread only */
+    lkv_progress_mode progress; /* progress on stderr (default AUTO) */
+    int log_fd;               /* one line per finished configuration; -1 = none
+                                 (default 2) */
+} lkv_eval_params;
+
+lkv_eval_params lkv_eval_default_params(void);
+
+/* Counts the runs (model passes) the sweep will do, for planning; < 0 on a bad
+ * parameter (message set). */
+int64_t lkv_eval_count_runs(const lkv_eval_params *p);
+
+/* Runs the sweep, adding rows to r (stream it with lkv_report_stream_jsonl to
+ * keep rows of an interrupted run). Returns LKV_OK, LKV_ERR_INVALID (bad task,
+ * spec or parameter: nothing was run), or the first error of the model or the
+ * policy (the rows measured before it stay in r). */
+int lkv_eval_run(const lkv_eval_params *p, lkv_report *r);
 
 #ifdef __cplusplus
 }

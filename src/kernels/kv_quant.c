@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/error.h"
 #include "common/fp16.h"
 #include "kernels/kv_quant.h"
 
@@ -152,4 +153,45 @@ void lkv_kvq_decode(lkv_dtype t, int d, const void *k, const void *k_aux, const 
             }
         }
     }
+}
+
+/* ------------------------------------------------------------ public API */
+
+int lkv_kv_quant_bytes(lkv_dtype t, int d, int n, size_t *k_codes, size_t *k_aux,
+                       size_t *v_codes, size_t *v_aux) {
+    if (!lkv_kvq_is_quant(t) || d < 8 || d > 256 || d % 8 || n < 0)
+        LKV_FAIL(LKV_ERR_INVALID, "kv_quant_bytes: dtype %s, d %d, n %d", lkv_dtype_name(t), d, n);
+    size_t rows = (size_t)n * lkv_kvq_row_bytes(t, d);
+    if (k_codes)
+        *k_codes = rows;
+    if (v_codes)
+        *v_codes = rows;
+    if (k_aux)
+        *k_aux = (size_t)n * lkv_kvq_kaux_row_bytes(t, d) + lkv_kvq_kaux_fixed_bytes(t, d);
+    if (v_aux)
+        *v_aux = (size_t)n * lkv_kvq_vaux_row_bytes(t, d);
+    return LKV_OK;
+}
+
+int lkv_kv_quantize(lkv_dtype t, int d, int n, const float *k, const float *v, void *k_codes,
+                    void *k_aux, void *v_codes, void *v_aux) {
+    LKV_TRY(lkv_kv_quant_bytes(t, d, n, NULL, NULL, NULL, NULL));
+    if (n > 0 && (!k || !v || !k_codes || !k_aux || !v_codes || !v_aux))
+        LKV_FAIL(LKV_ERR_INVALID, "kv_quantize: NULL buffer");
+    const size_t rb = lkv_kvq_row_bytes(t, d);
+    const int bits = lkv_kvq_bits(t);
+    if (!bits) {
+        for (int i = 0; i < n; i++) {
+            lkv_kvq_encode_q8_row(k + (size_t)i * d, d, (int8_t *)k_codes + i * rb, (uint16_t *)k_aux + i);
+            lkv_kvq_encode_q8_row(v + (size_t)i * d, d, (int8_t *)v_codes + i * rb, (uint16_t *)v_aux + i);
+        }
+        return LKV_OK;
+    }
+    if (n > 0)
+        lkv_kvq_encode_kivi_keys(bits, d, n, k, (size_t)d, k_codes, k_aux);
+    const size_t var = lkv_kvq_vaux_row_bytes(t, d);
+    for (int i = 0; i < n; i++)
+        lkv_kvq_encode_kivi_vrow(bits, d, v + (size_t)i * d, (uint8_t *)v_codes + i * rb,
+                                 (uint16_t *)((uint8_t *)v_aux + i * var));
+    return LKV_OK;
 }

@@ -146,7 +146,7 @@ typedef struct kv_list {
     int16_t stash_fmt;
 } kv_list;
 
-#define KV_STASH_PAGES 16
+#define KV_STASH_PAGES 64
 
 /* Page for list l (layer, head), taken from the list's reserved run when it can. */
 int kv_page_new_in(lkv_cache *c, int format, int layer, int head, kv_list *l, kv_page **out);

@@ -94,6 +94,27 @@ int lkv_model_kv_attend(lkv_model_kv *kv, int layer, int n_q, const float *q,
 int lkv_model_kv_truncate(lkv_model_kv *kv, int n);
 /* Bytes held by the store (measured from the pool when the cache provides it). */
 size_t lkv_model_kv_bytes(const lkv_model_kv *kv);
+
+/* The context's KV policy around the cache (model_kv.c forwards to these when
+ * lkv_ctx_params.press is a policy other than the full cache). */
+int lkv_model_kv_begin_prompt(lkv_model_kv *kv, int32_t pos0, int n, int n_question);
+int lkv_model_kv_end_prompt(lkv_model_kv *kv, lkv_threadpool *tp);
+void lkv_model_kv_abort_prompt(lkv_model_kv *kv);
+int lkv_model_kv_after_decode(lkv_model_kv *kv, lkv_threadpool *tp);
+size_t lkv_model_kv_press_report(const lkv_model_kv *kv, char *buf, size_t cap);
+
+typedef struct lkv_model_press lkv_model_press;
+int lkv_model_press_create(const lkv_model *m, const lkv_press *p, lkv_cache_params *cp,
+                           lkv_model_press **out);
+void lkv_model_press_free(lkv_model_press *mp);
+int lkv_model_press_begin_prompt(lkv_model_press *mp, int32_t pos0, int n, int n_question);
+int lkv_model_press_attend(lkv_model_press *mp, lkv_seq *seq, int layer,
+                           const lkv_attn_params *base, int n_q, const float *q,
+                           const int32_t *q_pos, float *o, lkv_threadpool *tp);
+int lkv_model_press_end_prompt(lkv_model_press *mp, lkv_seq *seq, lkv_threadpool *tp);
+void lkv_model_press_abort_prompt(lkv_model_press *mp);
+int lkv_model_press_after_decode(lkv_model_press *mp, lkv_seq *seq, lkv_threadpool *tp);
+size_t lkv_model_press_report(const lkv_model_press *mp, char *buf, size_t cap);
 int lkv_model_kv_save(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n);
 int lkv_model_kv_load(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n,
                       int *n_loaded);

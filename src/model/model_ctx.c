@@ -135,11 +135,33 @@ int lkv_ctx_eval(lkv_ctx *ctx, const int32_t *tokens, int n, float *logits) {
     return LKV_OK;
 }
 
-int lkv_ctx_prefill(lkv_ctx *ctx, const int32_t *tokens, int n) {
-    return lkv_ctx_eval(ctx, tokens, n, NULL);
+int lkv_ctx_prefill_prompt(lkv_ctx *ctx, const int32_t *tokens, int n, int n_question) {
+    if (!ctx)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_ctx_prefill_prompt: NULL context");
+    if (n_question < 0 || n_question > n)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_ctx_prefill_prompt: n_question %d not in [0, %d]",
+                 n_question, n);
+    LKV_TRY(lkv_model_kv_begin_prompt(ctx->kv, ctx->n_past, n, n_question));
+    int rc = lkv_ctx_eval(ctx, tokens, n, NULL);
+    if (rc < 0) {
+        lkv_model_kv_abort_prompt(ctx->kv);
+        return rc;
+    }
+    return lkv_model_kv_end_prompt(ctx->kv, ctx->p.tp);
 }
 
-int lkv_ctx_decode(lkv_ctx *ctx, int32_t token) { return lkv_ctx_eval(ctx, &token, 1, NULL); }
+int lkv_ctx_prefill(lkv_ctx *ctx, const int32_t *tokens, int n) {
+    return lkv_ctx_prefill_prompt(ctx, tokens, n, 0);
+}
+
+int lkv_ctx_decode(lkv_ctx *ctx, int32_t token) {
+    LKV_TRY(lkv_ctx_eval(ctx, &token, 1, NULL));
+    return lkv_model_kv_after_decode(ctx->kv, ctx->p.tp);
+}
+
+size_t lkv_ctx_press_report(const lkv_ctx *ctx, char *buf, size_t cap) {
+    return ctx ? lkv_model_kv_press_report(ctx->kv, buf, cap) : 0;
+}
 
 const float *lkv_ctx_logits(const lkv_ctx *ctx) {
     return ctx && ctx->has_logits ? ctx->logits : NULL;

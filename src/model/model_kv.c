@@ -39,6 +39,7 @@ struct lkv_model_kv {
     lkv_seq *seq;
     uint64_t model_id;
     int n_layers, kv_heads;
+    lkv_model_press *press; /* the context's policy, or NULL (full cache) */
 };
 
 /* A budget that holds n_ctx tokens of every (layer, head) with room to spare:
@@ -76,7 +77,11 @@ int lkv_model_kv_create(const lkv_model *m, const lkv_ctx_params *p, lkv_model_k
     cp.model_id = m->model_id;
     cp.budget_bytes = p->kv_budget_bytes ? p->kv_budget_bytes
                                          : default_budget(m, p, cp.page_tokens > 0 ? cp.page_tokens : 16);
-    int rc = lkv_cache_create(&cp, &kv->cache);
+    int rc = LKV_OK;
+    if (p->press && !lkv_press_is_full(p->press))
+        rc = lkv_model_press_create(m, p->press, &cp, &kv->press);
+    if (rc == LKV_OK)
+        rc = lkv_cache_create(&cp, &kv->cache);
     if (rc == LKV_OK)
         rc = lkv_seq_create(kv->cache, &kv->seq);
     if (rc < 0) {
@@ -90,6 +95,7 @@ int lkv_model_kv_create(const lkv_model *m, const lkv_ctx_params *p, lkv_model_k
 void lkv_model_kv_free(lkv_model_kv *kv) {
     if (!kv)
         return;
+    lkv_model_press_free(kv->press);
     lkv_cache_free(kv->cache); /* frees the sequence too */
     lkv_free(kv);
 }
@@ -101,7 +107,32 @@ int lkv_model_kv_append(lkv_model_kv *kv, int layer, int n, const int32_t *pos,
 
 int lkv_model_kv_attend(lkv_model_kv *kv, int layer, int n_q, const float *q,
                         const int32_t *q_pos, float *o, lkv_threadpool *tp) {
+    if (kv->press)
+        return lkv_model_press_attend(kv->press, kv->seq, layer, &kv->attn, n_q, q, q_pos, o, tp);
     return lkv_seq_attend(kv->seq, layer, &kv->attn, n_q, q, q_pos, o, NULL, tp);
+}
+
+int lkv_model_kv_begin_prompt(lkv_model_kv *kv, int32_t pos0, int n, int n_question) {
+    return kv->press ? lkv_model_press_begin_prompt(kv->press, pos0, n, n_question) : LKV_OK;
+}
+
+int lkv_model_kv_end_prompt(lkv_model_kv *kv, lkv_threadpool *tp) {
+    return kv->press ? lkv_model_press_end_prompt(kv->press, kv->seq, tp) : LKV_OK;
+}
+
+void lkv_model_kv_abort_prompt(lkv_model_kv *kv) {
+    if (kv->press)
+        lkv_model_press_abort_prompt(kv->press);
+}
+
+int lkv_model_kv_after_decode(lkv_model_kv *kv, lkv_threadpool *tp) {
+    return kv->press ? lkv_model_press_after_decode(kv->press, kv->seq, tp) : LKV_OK;
+}
+
+size_t lkv_model_kv_press_report(const lkv_model_kv *kv, char *buf, size_t cap) {
+    if (buf && cap)
+        buf[0] = '\0';
+    return kv->press ? lkv_model_press_report(kv->press, buf, cap) : 0;
 }
 
 int lkv_model_kv_truncate(lkv_model_kv *kv, int n) { return lkv_seq_truncate(kv->seq, n); }

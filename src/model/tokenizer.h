@@ -2,9 +2,11 @@
  *
  * Two families, chosen by `tokenizer.ggml.model`:
  *   "gpt2"   byte-level BPE (GPT-2 style): the text is first split by the model's
- *            pre-tokenizer (`tokenizer.ggml.pre`: "smollm", "gpt2", "default"),
- *            each piece is mapped byte by byte and merged by rank
- *            (`tokenizer.ggml.merges`).
+ *            pre-tokenizer (`tokenizer.ggml.pre`: "smollm" = "starcoder" =
+ *            "refact" = "command-r": digits alone, then the GPT-2 pattern;
+ *            "gpt2" = "gpt-2" = "mpt": the GPT-2 pattern; "default" or absent:
+ *            llama.cpp's default), each piece is mapped byte by byte and merged
+ *            by rank (`tokenizer.ggml.merges`).
  *   "llama"  SentencePiece-style BPE (Gemma, Llama 2): spaces become U+2581, pieces
  *            are merged by score (`tokenizer.ggml.scores`), characters missing from
  *            the vocabulary fall back to <0xXX> byte tokens.
@@ -12,9 +14,12 @@
  *
  * Special tokens (token types control / user-defined / unknown) are matched as
  * whole tokens in the text; control ones only when parse_special is on, user-
- * defined ones always (as llama.cpp does). Ids match llama.cpp's for valid UTF-8;
- * an invalid UTF-8 byte is kept as that byte (llama.cpp replaces it by U+FFFD),
- * so decode(encode(x)) == x for every byte string x.
+ * defined ones always (as llama.cpp does). Ids match llama.cpp's for valid UTF-8.
+ * An invalid UTF-8 byte is kept as that byte when the vocabulary has a token for
+ * it (llama.cpp replaces every invalid byte by U+FFFD), so decode(encode(x)) == x
+ * whenever the vocabulary can spell x; an invalid byte it cannot spell becomes
+ * U+FFFD, and a valid character whose bytes it cannot spell is dropped (both as
+ * in llama.cpp).
  *
  * A tokenizer is immutable after creation: any number of threads may encode and
  * decode with it at once. Outputs are allocated with lkv_malloc; free them with

@@ -5,8 +5,8 @@
  * Per row tile and run: qs[r] = q_r o kscale (KIVI; Q8: q_r), qm[r] = q_r . kmin.
  * Blocks of 8 keys, groups of up to 4 rows: one unpack of each 8-channel code
  * chunk feeds the rows' FMAs; each (row, key) dot is reduced once. Values:
- * acc += (p_t * vscale_{t,g}) * code_t, and for KIVI sum_t p_t * vmin_{t,g}
- * once per block and group. An 8-channel chunk of a packed KIVI row is one
+ * each value chunk dequantized in registers (vscale * code [+ vmin], shared
+ * by the rows), then acc += p_t * v. An 8-channel chunk of a packed KIVI row is one
  * 8-byte load: channels 16*i + j .. 16*i + j + 7 of a block sit in bytes
  * j .. j+7, bits [b*i, b*i + b).
  */
@@ -68,7 +68,7 @@ AVX2_INLINE void block_logits(const lkv_attn_block *b, const qfac *f, int r0, in
     for (int j = 0; j < nk; j++) {
         __m256 a[GROUP];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
+        for (int r = 0; r < GROUP; r++)
             a[r] = _mm256_setzero_ps();
         for (int ch = 0; ch < b->d / 8; ch++) {
             __m256 kv = unpack8(k + (size_t)j * rb, ch, bits);
@@ -96,13 +96,16 @@ AVX2_INLINE void block_logits(const lkv_attn_block *b, const qfac *f, int r0, in
     }
 }
 
-AVX2_INLINE void pv_cols(float *const *acc, int R, const float (*pc)[8][MAXG],
-                         const float (*msum)[MAXG], const float *alpha, int rescale,
-                         const uint8_t *v, size_t rb, int nk, int ch0, int nv, int bits) {
+/* acc_r = alpha_r acc_r + sum_j p[r][j] * v_j for nv (1..4) 8-column chunks
+ * from chunk ch0, each value row dequantized in registers: v = vs * code (+ vm
+ * for KIVI) with vaf the block's scales/mins as f32 (Q8 [8]; KIVI [8][ng][2]). */
+AVX2_INLINE void pv_cols(float *const *acc, int R, const float (*p)[8], const float *vaf, int ng,
+                      const float *alpha, int rescale, const uint8_t *v, size_t rb, int nk, int ch0,
+                      int nv, int bits) {
     __m256 a[GROUP][4];
     int g[4];
 #pragma GCC unroll 4
-    for (int i = 0; i < nv; i++)
+    for (int i = 0; i < 4; i++)
         g[i] = bits ? (8 * (ch0 + i)) / LKV_KIVI_VGROUP : 0;
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
@@ -112,20 +115,27 @@ AVX2_INLINE void pv_cols(float *const *acc, int R, const float (*pc)[8][MAXG],
             a[r][i] = _mm256_loadu_ps(acc[r] + 8 * (ch0 + i));
             if (rescale)
                 a[r][i] = _mm256_mul_ps(a[r][i], al);
-            if (bits)
-                a[r][i] = _mm256_add_ps(a[r][i], _mm256_set1_ps(msum[r][g[i]]));
         }
     }
     for (int j = 0; j < nk; j++) {
         __m256 vv[4];
 #pragma GCC unroll 4
-        for (int i = 0; i < nv; i++)
-            vv[i] = unpack8(v + (size_t)j * rb, ch0 + i, bits);
+        for (int i = 0; i < nv; i++) {
+            __m256 code = unpack8(v + (size_t)j * rb, ch0 + i, bits);
+            if (bits) {
+                const float *sm = vaf + ((size_t)j * ng + g[i]) * 2;
+                vv[i] = _mm256_fmadd_ps(code, _mm256_set1_ps(sm[0]), _mm256_set1_ps(sm[1]));
+            } else {
+                vv[i] = _mm256_mul_ps(code, _mm256_set1_ps(vaf[j]));
+            }
+        }
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
+        for (int r = 0; r < R; r++) {
+            __m256 pb = _mm256_set1_ps(p[r][j]);
 #pragma GCC unroll 4
             for (int i = 0; i < nv; i++)
-                a[r][i] = _mm256_fmadd_ps(_mm256_set1_ps(pc[r][j][g[i]]), vv[i], a[r][i]);
+                a[r][i] = _mm256_fmadd_ps(pb, vv[i], a[r][i]);
+        }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -167,39 +177,25 @@ AVX2_INLINE void block_rows(const lkv_attn_block *b, const qfac *f, int r0, int 
     if (!any)
         return;
     const int d = b->d, ng = bits ? lkv_kvq_vgroups(d) : 1;
-    float pc[GROUP][8][MAXG];
-    float msum[GROUP][MAXG];
+    /* the block's value scales (and mins) as f32: [nk] (Q8) or [nk][ng][2] (KIVI) */
+    float vaf[8 * MAXG * 2 + 8] __attribute__((aligned(64)));
     const uint16_t *va = (const uint16_t *)run->v_aux + (size_t)t0 * (bits ? 2 * ng : 1);
-    for (int j = 0; j < nk; j++)
-        for (int gi = 0; gi < ng; gi++) {
-            float vs = _cvtsh_ss(bits ? va[(size_t)j * 2 * ng + 2 * gi] : va[j]);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++)
-                pc[r][j][gi] = p[r][j] * vs;
-        }
-    if (bits) {
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            for (int gi = 0; gi < ng; gi++)
-                msum[r][gi] = 0.0f;
-        for (int j = 0; j < nk; j++)
-            for (int gi = 0; gi < ng; gi++) {
-                float vm = _cvtsh_ss(va[(size_t)j * 2 * ng + 2 * gi + 1]);
-#pragma GCC unroll 4
-                for (int r = 0; r < R; r++)
-                    msum[r][gi] += p[r][j] * vm;
-            }
-    }
+    const int nva = nk * (bits ? 2 * ng : 1);
+    int i = 0;
+    for (; i + 8 <= nva; i += 8)
+        _mm256_storeu_ps(vaf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(va + i))));
+    for (; i < nva; i++)
+        vaf[i] = _cvtsh_ss(va[i]);
     const uint8_t *v = (const uint8_t *)run->v + (size_t)t0 * rb;
+    const float (*pp)[8] = (const float (*)[8])p;
     const int nch = d / 8;
     int ch = 0;
     for (; ch + 4 <= nch; ch += 4)
-        pv_cols(acc, R, (const float (*)[8][MAXG])pc, (const float (*)[MAXG])msum, alpha, rescale, v,
-                rb, nk, ch, 4, bits);
+        pv_cols(acc, R, pp, vaf, ng, alpha, rescale, v, rb, nk, ch, 4, bits);
     switch (nch - ch) {
-    case 3: pv_cols(acc, R, (const float (*)[8][MAXG])pc, (const float (*)[MAXG])msum, alpha, rescale, v, rb, nk, ch, 3, bits); break;
-    case 2: pv_cols(acc, R, (const float (*)[8][MAXG])pc, (const float (*)[MAXG])msum, alpha, rescale, v, rb, nk, ch, 2, bits); break;
-    case 1: pv_cols(acc, R, (const float (*)[8][MAXG])pc, (const float (*)[MAXG])msum, alpha, rescale, v, rb, nk, ch, 1, bits); break;
+    case 3: pv_cols(acc, R, pp, vaf, ng, alpha, rescale, v, rb, nk, ch, 3, bits); break;
+    case 2: pv_cols(acc, R, pp, vaf, ng, alpha, rescale, v, rb, nk, ch, 2, bits); break;
+    case 1: pv_cols(acc, R, pp, vaf, ng, alpha, rescale, v, rb, nk, ch, 1, bits); break;
     default: break;
     }
 }

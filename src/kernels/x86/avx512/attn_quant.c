@@ -9,8 +9,9 @@
  *   dots:    16 accumulators (4 keys x 4 rows) along d, reduced 4 keys at a
  *            time by a shuffle tree (as x86/avx512/attn_rows.c);
  *   logits:  Q8  scale * kscale_t * dot,  KIVI  scale * (qm + dot);
- *   values:  acc += (p_t * vscale_{t,g}) * code_t  (64 columns at a time),
- *            plus, KIVI, sum_t p_t * vmin_{t,g} added once per block and group.
+ *   values:  each value row dequantized in registers (v = vscale * code
+ *            [+ vmin]; one FMA per chunk, shared by the rows), then
+ *            acc += p_t * v, 64 columns at a time.
  * A 16-channel chunk of a packed KIVI row is one 16-byte load (zero-extended
  * to 16 lanes), a shift and a mask: the layout puts channel 16*i + j of a block
  * in bits [b*i, b*i + b) of byte j. Head dims that are not a multiple of 16 go
@@ -52,6 +53,16 @@ AVX512_INLINE __m512 unpack16(const uint8_t *row, int ch, int bits) {
         _mm512_and_si512(_mm512_srl_epi32(x, sh), _mm512_set1_epi32((1 << bits) - 1)));
 }
 
+/* Chunk u of an already zero-extended 16-byte KIVI block x (u < 8/bits). */
+AVX512_INLINE __m512 unpack_in(__m512i x, int u, int bits) {
+    return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(x, _mm_cvtsi32_si128(bits * u)),
+                                               _mm512_set1_epi32((1 << bits) - 1)));
+}
+
+AVX512_INLINE __m512i load_block(const uint8_t *row, int blk) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + 16 * blk)));
+}
+
 static void run_factors(const lkv_attn_block *b, const lkv_kv_run *run, int bits, int rt0, int rt1,
                         qfac *f) {
     const int d = b->d;
@@ -84,16 +95,40 @@ AVX512_INLINE void quad_dots(const float *const *qs, int R, const uint8_t *k, si
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm512_setzero_ps();
-    for (int ch = 0; ch < d / 16; ch++) {
-        __m512 k0 = unpack16(k, ch, bits), k1 = unpack16(k + rb, ch, bits);
-        __m512 k2 = unpack16(k + 2 * rb, ch, bits), k3 = unpack16(k + 3 * rb, ch, bits);
+    const int nch = d / 16, per = bits ? 8 / bits : 1; /* chunks per 16-byte block */
+    for (int ch0 = 0; ch0 < nch; ch0 += per) {
+        __m512i x0 = _mm512_setzero_si512(), x1 = x0, x2 = x0, x3 = x0;
+        if (bits) { /* one load + widening per block and key, shifts by constants */
+            x0 = load_block(k, ch0 / per);
+            x1 = load_block(k + rb, ch0 / per);
+            x2 = load_block(k + 2 * rb, ch0 / per);
+            x3 = load_block(k + 3 * rb, ch0 / per);
+        }
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            __m512 qv = _mm512_load_ps(qs[r] + 16 * ch);
-            a[r][0] = _mm512_fmadd_ps(qv, k0, a[r][0]);
-            a[r][1] = _mm512_fmadd_ps(qv, k1, a[r][1]);
-            a[r][2] = _mm512_fmadd_ps(qv, k2, a[r][2]);
-            a[r][3] = _mm512_fmadd_ps(qv, k3, a[r][3]);
+        for (int u = 0; u < per; u++) {
+            int ch = ch0 + u;
+            if (ch >= nch)
+                break;
+            __m512 k0, k1, k2, k3;
+            if (bits) {
+                k0 = unpack_in(x0, u, bits);
+                k1 = unpack_in(x1, u, bits);
+                k2 = unpack_in(x2, u, bits);
+                k3 = unpack_in(x3, u, bits);
+            } else {
+                k0 = unpack16(k, ch, 0);
+                k1 = unpack16(k + rb, ch, 0);
+                k2 = unpack16(k + 2 * rb, ch, 0);
+                k3 = unpack16(k + 3 * rb, ch, 0);
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512 qv = _mm512_load_ps(qs[r] + 16 * ch);
+                a[r][0] = _mm512_fmadd_ps(qv, k0, a[r][0]);
+                a[r][1] = _mm512_fmadd_ps(qv, k1, a[r][1]);
+                a[r][2] = _mm512_fmadd_ps(qv, k2, a[r][2]);
+                a[r][3] = _mm512_fmadd_ps(qv, k3, a[r][3]);
+            }
         }
     }
 #pragma GCC unroll 4
@@ -173,15 +208,16 @@ AVX512_INLINE void block_logits(const lkv_attn_block *b, const qfac *f, int r0, 
     }
 }
 
-/* acc_r = alpha_r acc_r + sum_j pc[r][j][g(c)] * code_j[c] (+ msum[r][g(c)])
- * for nv (1..4) 16-column chunks starting at chunk ch0. */
-AVX512_INLINE void pv_cols(float *const *acc, int R, const float (*pc)[16][MAXG],
-                           const float (*msum)[MAXG], const float *alpha, int rescale,
-                           const uint8_t *v, size_t rb, int nk, int ch0, int nv, int bits) {
+/* acc_r = alpha_r acc_r + sum_j p[r][j] * v_j for nv (1..4) 16-column chunks
+ * from chunk ch0, each value row dequantized in registers: v = vs * code (+ vm
+ * for KIVI) with vaf the block's scales/mins as f32 (Q8 [16]; KIVI [16][ng][2]). */
+AVX512_INLINE void pv_cols(float *const *acc, int R, const float (*p)[16], const float *vaf, int ng,
+                      const float *alpha, int rescale, const uint8_t *v, size_t rb, int nk, int ch0,
+                      int nv, int bits) {
     __m512 a[GROUP][4];
     int g[4];
 #pragma GCC unroll 4
-    for (int i = 0; i < nv; i++)
+    for (int i = 0; i < 4; i++)
         g[i] = bits ? (16 * (ch0 + i)) / LKV_KIVI_VGROUP : 0;
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
@@ -191,20 +227,36 @@ AVX512_INLINE void pv_cols(float *const *acc, int R, const float (*pc)[16][MAXG]
             a[r][i] = _mm512_loadu_ps(acc[r] + 16 * (ch0 + i));
             if (rescale)
                 a[r][i] = _mm512_mul_ps(a[r][i], al);
-            if (bits)
-                a[r][i] = _mm512_add_ps(a[r][i], _mm512_set1_ps(msum[r][g[i]]));
         }
     }
     for (int j = 0; j < nk; j++) {
         __m512 vv[4];
+        __m512i x = _mm512_setzero_si512();
+        const int per = bits ? 8 / bits : 1; /* ch0 is a multiple of 4, so of per */
 #pragma GCC unroll 4
-        for (int i = 0; i < nv; i++)
-            vv[i] = unpack16(v + (size_t)j * rb, ch0 + i, bits);
+        for (int i = 0; i < nv; i++) {
+            __m512 code;
+            if (bits) {
+                if (i % per == 0)
+                    x = load_block(v + (size_t)j * rb, ch0 / per + i / per);
+                code = unpack_in(x, i % per, bits);
+            } else {
+                code = unpack16(v + (size_t)j * rb, ch0 + i, 0);
+            }
+            if (bits) {
+                const float *sm = vaf + ((size_t)j * ng + g[i]) * 2;
+                vv[i] = _mm512_fmadd_ps(code, _mm512_set1_ps(sm[0]), _mm512_set1_ps(sm[1]));
+            } else {
+                vv[i] = _mm512_mul_ps(code, _mm512_set1_ps(vaf[j]));
+            }
+        }
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
+        for (int r = 0; r < R; r++) {
+            __m512 pb = _mm512_set1_ps(p[r][j]);
 #pragma GCC unroll 4
             for (int i = 0; i < nv; i++)
-                a[r][i] = _mm512_fmadd_ps(_mm512_set1_ps(pc[r][j][g[i]]), vv[i], a[r][i]);
+                a[r][i] = _mm512_fmadd_ps(pb, vv[i], a[r][i]);
+        }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -247,39 +299,25 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, const qfac *f, int r0, in
         return;
     /* value coefficients: pc = p * vscale per (row, key, group); KIVI mins summed */
     const int d = b->d, ng = bits ? lkv_kvq_vgroups(d) : 1;
-    float pc[GROUP][16][MAXG];
-    float msum[GROUP][MAXG];
+    /* the block's value scales (and mins) as f32: [nk] (Q8) or [nk][ng][2] (KIVI) */
+    float vaf[16 * MAXG * 2 + 16] __attribute__((aligned(64)));
     const uint16_t *va = (const uint16_t *)run->v_aux + (size_t)t0 * (bits ? 2 * ng : 1);
-    for (int j = 0; j < nk; j++)
-        for (int gi = 0; gi < ng; gi++) {
-            float vs = _cvtsh_ss(bits ? va[(size_t)j * 2 * ng + 2 * gi] : va[j]);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++)
-                pc[r][j][gi] = p[r][j] * vs;
-        }
-    if (bits) {
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            for (int gi = 0; gi < ng; gi++)
-                msum[r][gi] = 0.0f;
-        for (int j = 0; j < nk; j++)
-            for (int gi = 0; gi < ng; gi++) {
-                float vm = _cvtsh_ss(va[(size_t)j * 2 * ng + 2 * gi + 1]);
-#pragma GCC unroll 4
-                for (int r = 0; r < R; r++)
-                    msum[r][gi] += p[r][j] * vm;
-            }
-    }
+    const int nva = nk * (bits ? 2 * ng : 1);
+    int i = 0;
+    for (; i + 16 <= nva; i += 16)
+        _mm512_storeu_ps(vaf + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(va + i))));
+    for (; i < nva; i++)
+        vaf[i] = _cvtsh_ss(va[i]);
     const uint8_t *v = (const uint8_t *)run->v + (size_t)t0 * rb;
+    const float (*pp)[16] = (const float (*)[16])p;
     const int nch = d / 16;
     int ch = 0;
     for (; ch + 4 <= nch; ch += 4)
-        pv_cols(acc, R, (const float (*)[16][MAXG])pc, (const float (*)[MAXG])msum, alpha, rescale,
-                v, rb, nk, ch, 4, bits);
+        pv_cols(acc, R, pp, vaf, ng, alpha, rescale, v, rb, nk, ch, 4, bits);
     switch (nch - ch) {
-    case 3: pv_cols(acc, R, (const float (*)[16][MAXG])pc, (const float (*)[MAXG])msum, alpha, rescale, v, rb, nk, ch, 3, bits); break;
-    case 2: pv_cols(acc, R, (const float (*)[16][MAXG])pc, (const float (*)[MAXG])msum, alpha, rescale, v, rb, nk, ch, 2, bits); break;
-    case 1: pv_cols(acc, R, (const float (*)[16][MAXG])pc, (const float (*)[MAXG])msum, alpha, rescale, v, rb, nk, ch, 1, bits); break;
+    case 3: pv_cols(acc, R, pp, vaf, ng, alpha, rescale, v, rb, nk, ch, 3, bits); break;
+    case 2: pv_cols(acc, R, pp, vaf, ng, alpha, rescale, v, rb, nk, ch, 2, bits); break;
+    case 1: pv_cols(acc, R, pp, vaf, ng, alpha, rescale, v, rb, nk, ch, 1, bits); break;
     default: break;
     }
 }

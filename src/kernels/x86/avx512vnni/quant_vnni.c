@@ -7,10 +7,11 @@
  * one vpdpbusd does 64 multiply-adds. Our activation layout is arranged so the
  * weights need no shuffles:
  *
- *   nibble formats (Q4_0, Q4_1), per pair, 192 bytes:
+ *   nibble formats (Q4_0, Q4_1, Q5_0, Q5_1), per pair, 192 bytes:
  *     int8  q[64]   [A0..15, B0..15, A16..31, B16..31]   (matches lo/hi nibbles)
  *     float d[16]   [dA x4, dB x4, dA x4, dB x4]          (scale of each int32 lane)
- *     float s[16]   [sA/8 x4, sB/8 x4, ...] with s = d*sum(q)  (for the min term)
+ *     float s[16]   [sA/8 x4, sB/8 x4, ...] with s = d*sum(q): the min term of
+ *                   Q4_1/Q5_1 and the -8/-16 offset of Q4_0/Q5_0 are w_m * s
  *   Q8_0, per pair, 192 bytes:
  *     int8  q[64]     [A0..31, B0..31]
  *     float d[16]     [dA x8, dB x8]
@@ -231,7 +232,8 @@ static ALWAYS_INLINE void kern_q8(int T, const uint8_t *const w[4], int64_t nb,
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const uint8_t *pa = w[r] + offA, *pb = w[r] + offB;
-            _mm_prefetch((const char *)pa + pf, _MM_HINT_T0);
+            _mm_prefetch((const char *)pa + pf, _MM_HINT_T0); /* a pair is 68 bytes */
+            _mm_prefetch((const char *)pa + pf + 64, _MM_HINT_T0);
             __m256i qa = _mm256_loadu_si256((const __m256i *)(pa + 2));
             __m256i qb = _mm256_loadu_si256((const __m256i *)(pb + 2));
             /* w + 128 as unsigned bytes (vpdpbusd's unsigned operand) */
@@ -288,7 +290,9 @@ static ALWAYS_INLINE void rows_common(int fmt, const void *w, size_t wrb, int64_
                 for (int i = 0; i < 4; i++)
                     ap[i] = (const uint8_t *)act + (size_t)(t + (i < nt ? i : nt - 1)) * as;
                 float out[4][4];
-                size_t pf = 4 * wrb; /* prefetch the next 4-row group (never faults) */
+                /* prefetch a later 4-row group, >= 3 KB ahead so short rows still
+                 * cover the DRAM latency (prefetches never fault) */
+                size_t pf = 4 * wrb * ((3072 + 4 * wrb - 1) / (4 * wrb));
                 if (fmt == FMT_Q8_0) {
                     const act_q8 *const *a = (const act_q8 *const *)ap;
                     if (T == 1)
