@@ -20,7 +20,11 @@
 #   (sweep context, default 1024), LONGKV_RESULTS_SAMPLES (per depth, default 2),
 #   LONGKV_RESULTS_ONLY="baseline sweep streaming kivi fidelity" (a subset; the
 #   page is written from whatever results exist), LONGKV_RESULTS_EVICT (the
-#   eviction policies, ';'-separated), LONGKV_RESULTS_PPL_CTX (default 2048).
+#   eviction policies, ';'-separated), LONGKV_RESULTS_PPL_CTX (default 2048),
+#   LONGKV_RESULTS_FID_CTX (default 1024), LONGKV_RESULTS_RATIOS (default
+#   0.25,0.5,0.75), LONGKV_RESULTS_DEPTHS (default 25,75),
+#   LONGKV_RESULTS_PAGE_ONLY=1 (no runs: redraw the plots and the page from the
+#   results already under LONGKV_RESULTS_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -47,6 +51,7 @@ LKV=$ROOT/$BUILD/longkv
 mkdir -p "$OUT"
 START=$(date +%s)
 
+if [ "${LONGKV_RESULTS_PAGE_ONLY:-0}" = 1 ]; then ONLY=""; fi
 # Which optional policies this build runs inside the model (a 160-token probe).
 probe() {
   "$LKV" eval --task passkey --ctx 160 --samples 1 --press "$1" --threads "$THREADS" \
@@ -54,14 +59,20 @@ probe() {
 }
 EVICT=${LONGKV_RESULTS_EVICT:-streamingllm;snapkv;pyramidkv;h2o;tova;knorm;random}
 PPL_CTX=${LONGKV_RESULTS_PPL_CTX:-2048}
+FID_CTX=${LONGKV_RESULTS_FID_CTX:-1024}
+RATIOS=${LONGKV_RESULTS_RATIOS:-0.25,0.5,0.75}
+DEPTHS=${LONGKV_RESULTS_DEPTHS:-25,75}
 EXTRA_SWEEP="" EXTRA_KIVI="" MISSING=""
-if probe quest; then EXTRA_SWEEP="$EXTRA_SWEEP;quest"; else MISSING="$MISSING quest"; fi
-if probe kivi:bits=4; then
+if [ -z "$ONLY" ]; then :
+elif probe quest; then EXTRA_SWEEP="$EXTRA_SWEEP;quest"; else MISSING="$MISSING quest"; fi
+if [ -z "$ONLY" ]; then :
+elif probe kivi:bits=4; then
   EXTRA_SWEEP="$EXTRA_SWEEP;kivi:bits=4;kivi:bits=2"; EXTRA_KIVI="kivi:bits=4;kivi:bits=2"
 else MISSING="$MISSING kivi"; fi
-if probe int8; then EXTRA_KIVI="$EXTRA_KIVI${EXTRA_KIVI:+;}int8"; else MISSING="$MISSING int8"; fi
+if [ -z "$ONLY" ]; then :
+elif probe int8; then EXTRA_KIVI="$EXTRA_KIVI${EXTRA_KIVI:+;}int8"; else MISSING="$MISSING int8"; fi
 rm -rf "$OUT/probe"
-echo "$MISSING" >"$OUT/missing.txt"
+[ -n "$ONLY" ] && echo "$MISSING" >"$OUT/missing.txt"
 [ -n "$MISSING" ] && echo "results.sh: not run by this build:$MISSING" >&2
 
 run() { # name, then longkv eval arguments
@@ -72,19 +83,20 @@ run() { # name, then longkv eval arguments
 
 want baseline && run baseline --task passkey,niah --ctx 1024,2048,4096,8192 \
   --depths 25,75 --samples 1
-want sweep && run sweep --task passkey,niah --ctx "$CTX" --ratio 0.25,0.5,0.75 \
-  --depths 25,75 --samples "$SAMPLES" --press "$EVICT$EXTRA_SWEEP"
-want sweep && run sweep_qa --task passkey,niah --ctx "$CTX" --ratio 0.25,0.5,0.75 \
-  --depths 25,75 --samples "$SAMPLES" --press "${LONGKV_RESULTS_QA:-snapkv;streamingllm;random}" \
+want sweep && run sweep --task passkey,niah --ctx "$CTX" --ratio "$RATIOS" \
+  --depths "$DEPTHS" --samples "$SAMPLES" --press "$EVICT$EXTRA_SWEEP"
+want sweep && run sweep_qa --task passkey,niah --ctx "$CTX" --ratio "$RATIOS" \
+  --depths "$DEPTHS" --samples "$SAMPLES" --press "${LONGKV_RESULTS_QA:-snapkv;streamingllm;random}" \
   --query-aware
 want streaming && run streaming --task ppl --ctx "$PPL_CTX" --ppl-prefix 64 --ppl-bucket 128 \
   --press "streamingllm:sinks=0,recent=256;streamingllm:sinks=4,recent=252"
 if want kivi && [ -n "$EXTRA_KIVI" ]; then
   run kivi --task ppl --ctx "$PPL_CTX" --ppl-prefix $((PPL_CTX / 2)) --ppl-bucket 256 --press "$EXTRA_KIVI"
 fi
-want fidelity && run fidelity --task fidelity --ctx 1024 --ppl-prefix 768 --ratio 0.5 \
+want fidelity && run fidelity --task fidelity --ctx "$FID_CTX" --ppl-prefix $((FID_CTX * 3 / 4)) --ratio 0.5 \
   --press "$EVICT${EXTRA_KIVI:+;$EXTRA_KIVI}"
-ELAPSED=$(( $(date +%s) - START ))
+if [ -n "$ONLY" ]; then echo $(( $(date +%s) - START )) >"$OUT/elapsed.txt"; fi
+ELAPSED=$(cat "$OUT/elapsed.txt" 2>/dev/null || echo 0)
 
 # Plots and the page.
 rm -rf docs/img && mkdir -p docs/img
@@ -154,7 +166,8 @@ if b:
             s = sum(r["score"] * r.get("samples", 1) for r in rr if r["score"] is not None)
             cells.append(f"{s / n:.2f} (n={n})" if n else "–")
         w(f"| {t} | " + " | ".join(cells) + " |")
-    w("\nScore = mean over samples and depths (25%, 75%). \n")
+    deps = sorted({r["depth"] for r in b})
+    w("\nScore = mean over samples and depths (" + ", ".join(f"{d:g}%" for d in deps) + ").\n")
 else:
     w("(not run)\n")
 
@@ -196,7 +209,9 @@ def sweep_section(name, title, note):
             w(f"| {label} | " + " | ".join(cell(x) for x in ratios) +
               f" | {mib(kv)} | {f(sum(tps) / len(tps), '{:.0f}') if tps else '–'} |")
         w("")
-    w("Scores are means over depths 25% and 75% and the samples (`samples` in the rows). "
+    deps = sorted({r["depth"] for r in s})
+    w("Scores are means over depths " + ", ".join(f"{d:g}%" for d in deps) +
+      " and the samples (`samples` in the rows). "
       "KV MiB is measured from the pool after the prompt and the policy's pass.\n")
     w(img(name, "score_vs_ratio"))
     return s
@@ -206,6 +221,7 @@ def mean_at(s, pol, x):
     n = sum(r["samples"] for r in q)
     return sum(r["score"] * r["samples"] for r in q) / n if n else None
 
+sweep_ctx = next((r["ctx"] for r in rows("sweep")), sweep_ctx)
 s1 = sweep_section("sweep", f"## 2. Policies × compression ratio (kvpress-style), {sweep_ctx} tokens",
                    "The question is kept out of compression (kvpress's default).")
 s2 = sweep_section("sweep_qa", f"## 2b. The same with the question visible to the policy "
@@ -223,7 +239,9 @@ w("## 3. StreamingLLM perplexity: attention sinks\n")
 w(f"`{cmd('streaming')}`\n")
 if st:
     allr = [r for r in st if r.get("scope") == "all"]
-    w("| cache | KV MiB at end | perplexity (tokens 64–2047) | decode tok/s |")
+    a0 = allr[0] if allr else {}
+    w(f"| cache | KV MiB at end | perplexity (tokens {a0.get('prefix')}–{(a0.get('ctx') or 1) - 1}) "
+      "| decode tok/s |")
     w("|---|---|---|---|")
     for r in allr:
         w(f"| {r['policy']} | {mib(r.get('kv_bytes_end'))} | {f(r['score'])} | "
@@ -254,8 +272,9 @@ k = rows("kivi")
 w("## 4. Quantized KV perplexity (KIVI-4, KIVI-2, int8)\n")
 w(f"`{cmd('kivi')}`\n")
 if k:
-    w("| cache | KV MiB after prefill | KV MiB at end | perplexity (tokens 1024–2047) | "
-      "top-1 = next token |")
+    k0 = next((r for r in k if r.get("scope") == "all"), {})
+    w(f"| cache | KV MiB after prefill | KV MiB at end | perplexity (tokens {k0.get('prefix')}–"
+      f"{(k0.get('ctx') or 1) - 1}) | top-1 = next token |")
     w("|---|---|---|---|---|")
     for r in [r for r in k if r.get("scope") == "all"]:
         w(f"| {r['policy']} | {mib(r['kv_bytes'])} | {mib(r.get('kv_bytes_end'))} | "
@@ -270,8 +289,10 @@ fi = rows("fidelity")
 w("## 5. Fidelity against the full cache (ratio 0.5)\n")
 w(f"`{cmd('fidelity')}`\n")
 if fi:
-    w("Next-token distributions compared after every token 768–1023 of an Austen passage "
-      "(the first 768 tokens prefilled and compressed once). Attention-output error: "
+    f0 = fi[0]
+    w(f"Next-token distributions compared after every token {f0.get('prefix')}–{f0['ctx'] - 1} "
+      f"of an Austen passage (the first {f0.get('prefix')} tokens prefilled and compressed "
+      "once). Attention-output error: "
       "||o − o_full|| / ||o_full|| of each layer for the decoded token, averaged over "
       "steps; layer l sees hidden states already changed by layers < l (end-to-end).\n")
     w("| policy | top-1 agreement | mean KL (nats) | attn-output rel. error (mean over "
@@ -280,8 +301,10 @@ if fi:
     for r in fi:
         lay = r.get("attn_rel_err_by_layer") or ""
         parts = lay.split()
-        fl = f"{float(parts[0]):.3f} / {float(parts[-1]):.3f}" if len(parts) > 1 and \
-            parts[0].replace('.', '', 1).replace('e-', '', 1).isdigit() else "–"
+        try:
+            fl = f"{float(parts[0]):.3f} / {float(parts[-1]):.3f}" if len(parts) > 1 else "–"
+        except ValueError:
+            fl = "–"
         w(f"| {r['policy']} | {f(r['score'], '{:.3f}')} | {f(r.get('kl_mean'), '{:.4f}')} | "
           f"{f(r.get('attn_rel_err_mean'), '{:.3f}')} | {fl} | "
           f"{f(r.get('ppl_press'))} / {f(r.get('ppl_full'))} | {mib(r['kv_bytes'])} |")

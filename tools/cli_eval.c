@@ -55,8 +55,9 @@ static void usage(FILE *f) {
             "  --ppl-bucket N    ppl: position bucket width (default ctx/8)\n"
             "  --batch N         prefill chunk (default 256)\n"
             "  --no-plots        do not run scripts/plot_results.py\n"
-            "  --quick           tasks %s, presses '%s', ratios 0.5,0.75, ctx 1024,\n"
-            "                    %d samples at depth 50\n"
+            "  --quick           tasks %s,\n"
+            "                    presses '%s',\n"
+            "                    ratios 0.5,0.75, ctx 1024, %d samples at depth 50\n"
             "                    (other options given explicitly override these)\n\n"
             "Outputs in DIR: results.jsonl (one row per line, written as rows finish),\n"
             "results.csv, results.md, command.txt and plots/ (PNG + SVG).\n",

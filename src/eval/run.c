@@ -261,6 +261,11 @@ int eval_ctx_create(const eval_run *run, const eval_cfg *cfg, int n_ctx, lkv_lay
     cp.hook = hook;
     cp.hook_user = hook_user;
     cp.press = *press;
+    /* the page size a policy needs (KIVI's group, Quest's page) */
+    int pt = 0;
+    lkv_dtype dt = LKV_DTYPE_F16;
+    if (*press && lkv_press_cache_requirements(*press, &pt, &dt) == LKV_OK && pt > 0)
+        cp.page_tokens = pt;
     int rc = lkv_ctx_create(run->p->model, &cp, ctx);
     if (rc < 0) {
         lkv_press_free(*press);
@@ -339,7 +344,11 @@ int eval_text_tokens(const lkv_model *m, const lkv_corpus *c, uint64_t seed, int
             const char *t;
             size_t l;
             int pe = 0;
-            LKV_TRY(lkv_corpus_sentence(c, i, &t, &l, &pe));
+            int src = lkv_corpus_sentence(c, i, &t, &l, &pe);
+            if (src < 0) {
+                lkv_sb_free(&sb);
+                return src;
+            }
             lkv_sb_append(&sb, t, l);
             lkv_sb_puts(&sb, pe ? "\n\n" : " ");
             i = (i + 1) % ns;

@@ -47,6 +47,8 @@ struct lkv_model_kv {
  * (nothing is committed before use), so generosity costs nothing. */
 static size_t default_budget(const lkv_model *m, const lkv_ctx_params *p, int page_tokens) {
     size_t d = (size_t)m->hp.head_dim, es = lkv_dtype_size(p->kv_dtype);
+    if (es == 0 || es > 4)
+        es = 2; /* packed formats are smaller than f16: f16 is a safe upper bound */
     size_t pt = (size_t)page_tokens;
     size_t page = pt * (2 * d * es + 4) + 2 * d * 4 + 256; /* K, V, pos, digest, header */
     page = (page + 63) / 64 * 64;
@@ -71,8 +73,7 @@ int lkv_model_kv_create(const lkv_model *m, const lkv_ctx_params *p, lkv_model_k
     cp.n_layers = m->hp.n_layers;
     cp.kv_heads = m->hp.n_kv_heads;
     cp.head_dim = m->hp.head_dim;
-    if (p->page_tokens > 0)
-        cp.page_tokens = p->page_tokens;
+    cp.page_tokens = p->page_tokens; /* 0: the policy's page size, else the cache default */
     cp.dtype = p->kv_dtype;
     cp.model_id = m->model_id;
     cp.budget_bytes = p->kv_budget_bytes ? p->kv_budget_bytes
@@ -80,6 +81,8 @@ int lkv_model_kv_create(const lkv_model *m, const lkv_ctx_params *p, lkv_model_k
     int rc = LKV_OK;
     if (p->press && !lkv_press_is_full(p->press))
         rc = lkv_model_press_create(m, p->press, &cp, &kv->press);
+    if (cp.page_tokens == 0)
+        cp.page_tokens = lkv_cache_default_params().page_tokens;
     if (rc == LKV_OK)
         rc = lkv_cache_create(&cp, &kv->cache);
     if (rc == LKV_OK)

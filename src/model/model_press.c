@@ -47,9 +47,15 @@ int lkv_model_press_create(const lkv_model *m, const lkv_press *p, lkv_cache_par
     lkv_press_geom g = {mp->n_layers, mp->q_heads, mp->kv_heads, mp->head_dim};
     int rc = lkv_press_state_create(p, &g, &mp->st);
     if (rc == LKV_OK) {
-        int page = lkv_press_page_tokens(p);
-        if (page > 0 && cp->page_tokens == 0)
+        int page = 0;
+        lkv_dtype dt = cp->dtype;
+        rc = lkv_press_cache_requirements(p, &page, &dt);
+        if (rc == LKV_OK && page > 0 && cp->page_tokens == 0)
             cp->page_tokens = page;
+        if (rc == LKV_OK && dt != LKV_DTYPE_F16)
+            cp->dtype = dt; /* e.g. int8 pages from the start */
+    }
+    if (rc == LKV_OK) {
         lkv_cache_params resolved = *cp;
         if (resolved.page_tokens == 0)
             resolved.page_tokens = lkv_cache_default_params().page_tokens;
