@@ -12,7 +12,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-#define SPIN_ITERATIONS (1 << 15)
+#define SPIN_ITERATIONS (1 << 12) /* ~0.1 ms: covers the gaps between a layer's regions */
 
 struct lkv_threadpool {
     int n_threads;

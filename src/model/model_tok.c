@@ -25,7 +25,8 @@ int lkv_tokenize(const lkv_model *m, const char *text, size_t len, int add_bos,
     int n = 0;
     LKV_TRY(lkv_tokenizer_encode(m->tok, text ? text : "", len, add_bos, parse_special, &out,
                                  &n));
-    memcpy(ids, out, (size_t)(n < cap ? n : cap) * sizeof(int32_t));
+    if (ids && cap > 0 && n > 0)
+        memcpy(ids, out, (size_t)(n < cap ? n : cap) * sizeof(int32_t));
     lkv_free(out);
     return n;
 }

@@ -19,7 +19,8 @@
 
 #include "kernels/kernels.h"
 
-#define AVX2_INLINE static inline __attribute__((always_inline))
+#include "kernels/force_inline.h"
+#define AVX2_INLINE static LKV_FORCE_INLINE
 
 /* ------------------------------------------------------------ block info */
 

@@ -14,7 +14,8 @@
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
+#include "kernels/force_inline.h"
+#define ALWAYS_INLINE LKV_FORCE_INLINE
 
 static ALWAYS_INLINE float h2f(const uint8_t *p) {
     uint16_t h;

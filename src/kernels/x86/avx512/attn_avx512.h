@@ -14,7 +14,8 @@
 
 #include "kernels/kernels.h"
 
-#define AVX512_INLINE static inline __attribute__((always_inline))
+#include "kernels/force_inline.h"
+#define AVX512_INLINE static LKV_FORCE_INLINE
 
 static inline size_t avx512_kv_stride(const lkv_attn_block *b) {
     return b->kv_stride ? b->kv_stride : (size_t)b->d;

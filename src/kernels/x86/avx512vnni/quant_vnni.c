@@ -31,7 +31,8 @@
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
+#include "kernels/force_inline.h"
+#define ALWAYS_INLINE LKV_FORCE_INLINE
 
 void lkv_kernels_init_quant_avx512vnni_k(lkv_kernel_table *t);
 

@@ -21,7 +21,8 @@
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
+#include "kernels/force_inline.h"
+#define ALWAYS_INLINE LKV_FORCE_INLINE
 
 typedef struct {
     int8_t q[256];
