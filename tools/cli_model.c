@@ -116,14 +116,36 @@ int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, 
     return 0;
 }
 
-int cli_check_press(const char *cmd, const char *spec) {
-    if (!spec || !strcmp(spec, "full") || !strcmp(spec, "none"))
+int cli_make_press(const char *cmd, const char *spec, lkv_press **out) {
+    if (out)
+        *out = NULL;
+    if (!spec)
         return 0;
-    fprintf(stderr,
-            "%s: --press '%s': compression policies are not implemented yet in this build "
-            "(only 'full' / 'none', the uncompressed cache)\n",
-            cmd, spec);
-    return -1;
+    lkv_press *p = NULL;
+    if (lkv_press_create(spec, &p) < 0) {
+        fprintf(stderr, "%s: --press '%s': %s\n(`longkv presses` lists the policies)\n", cmd,
+                spec, lkv_last_error());
+        return -1;
+    }
+    if (out && !lkv_press_is_full(p))
+        *out = p;
+    else
+        lkv_press_free(p);
+    return 0;
+}
+
+int cli_check_press(const char *cmd, const char *spec) { return cli_make_press(cmd, spec, NULL); }
+
+void cli_print_press_report(const lkv_ctx *ctx) {
+    size_t need = lkv_ctx_press_report(ctx, NULL, 0);
+    if (need == 0)
+        return;
+    char *buf = malloc(need + 1);
+    if (!buf)
+        return;
+    lkv_ctx_press_report(ctx, buf, need + 1);
+    fputs(buf, stderr);
+    free(buf);
 }
 
 int cli_default_threads(void) {

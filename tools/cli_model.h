@@ -25,9 +25,13 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long
 int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
                     double *out);
 
-/* --press: only the full cache exists until the policies land. 0 ok, -1 after a
- * "not implemented yet" message. */
+/* --press SPEC: validates SPEC (0 ok, -1 after printing why) and, when out is
+ * not NULL, creates the policy (*out = NULL for the full cache). */
 int cli_check_press(const char *cmd, const char *spec);
+int cli_make_press(const char *cmd, const char *spec, lkv_press **out);
+
+/* Prints the policy report of ctx to stderr (nothing for the full cache). */
+void cli_print_press_report(const lkv_ctx *ctx);
 
 /* Default thread count: the CPUs this process may run on (at least 1). */
 int cli_default_threads(void);

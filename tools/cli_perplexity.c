@@ -34,7 +34,7 @@ static void usage(FILE *f) {
             "  --max-windows N  stop after N windows\n"
             "  --kv-type T      f16 | bf16 | f32 (default f16)\n"
             "  --dump FILE      per-token lines: index target argmax logprob\n"
-            "  --press SPEC     KV compression policy (only 'full' in this build)\n");
+            "  --press SPEC     KV compression policy active while decoding (see `longkv presses`)\n");
 }
 
 typedef struct ppl_opts {
@@ -202,6 +202,7 @@ int cli_perplexity(int argc, char **argv) {
     lkv_model *m = NULL;
     lkv_threadpool *tp = NULL;
     lkv_ctx *ctx = NULL;
+    lkv_press *press = NULL;
     ppl_state st;
     memset(&st, 0, sizeof st);
 
@@ -240,6 +241,9 @@ int cli_perplexity(int argc, char **argv) {
     cp.n_batch = batch;
     cp.kv_dtype = o.kv_type;
     cp.tp = tp;
+    if (cli_make_press(CMD, o.press, &press) < 0)
+        goto done;
+    cp.press = press;
     if (lkv_ctx_create(m, &cp, &ctx) < 0) {
         fprintf(stderr, "%s: %s\n", CMD, lkv_last_error());
         goto done;
@@ -285,7 +289,10 @@ done:
         status = 1;
     }
     free(chunk_logits);
+    if (ctx && status == 0)
+        cli_print_press_report(ctx);
     lkv_ctx_free(ctx);
+    lkv_press_free(press);
     lkv_threadpool_free(tp);
     lkv_model_free(m);
     free(toks);

@@ -36,11 +36,13 @@ static void usage(FILE *f) {
             "  --seed S            sampling seed (default: from the clock, printed)\n"
             "  --kv-type T         f16 | bf16 | f32 (default f16)\n"
             "  --prompt-cache FILE save the prompt's KV after prefill / reuse it next time\n"
-            "  --press SPEC        KV compression policy (only 'full' in this build)\n");
+            "  --press SPEC        KV compression policy, e.g. snapkv:ratio=0.5 (see `longkv presses`)\n"
+            "  --question TEXT     appended to the prompt; its tokens are kept out of\n"
+            "                      compression (unless the policy has query_aware=1)\n");
 }
 
 typedef struct run_opts {
-    const char *model, *prompt, *prompt_file, *cache_file, *press, *system;
+    const char *model, *prompt, *prompt_file, *cache_file, *press, *system, *question;
     long n_predict, n_ctx, threads, batch, top_k;
     double temp, top_p;
     uint64_t seed;
@@ -138,6 +140,9 @@ static int parse_args(int argc, char **argv, run_opts *o) {
         } else if (!strcmp(a, "--prompt-cache")) {
             NEED_VAL();
             o->cache_file = val;
+        } else if (!strcmp(a, "--question")) {
+            NEED_VAL();
+            o->question = val;
         } else if (!strcmp(a, "--press")) {
             NEED_VAL();
             o->press = val;
@@ -157,6 +162,10 @@ static int parse_args(int argc, char **argv, run_opts *o) {
     }
     if (cli_check_press(CMD, o->press) < 0)
         return -1;
+    if (o->press && o->cache_file && strcmp(o->press, "full") && strcmp(o->press, "none")) {
+        fprintf(stderr, "%s: --prompt-cache with a compression policy is not supported yet\n", CMD);
+        return -1;
+    }
     return 0;
 }
 
@@ -231,13 +240,37 @@ static int generate(const run_opts *o, lkv_model *m, lkv_threadpool *tp, const c
     int32_t *ids = NULL;
     lkv_ctx *ctx = NULL;
     lkv_sampler *smp = NULL;
+    lkv_press *press = NULL;
     int n_prompt = 0;
 
-    text = build_prompt(o, m, prompt);
+    char *joined = NULL;
+    if (o->question) {
+        size_t lp = strlen(prompt), lq = strlen(o->question);
+        joined = malloc(lp + lq + 3);
+        if (!joined)
+            goto done;
+        snprintf(joined, lp + lq + 3, "%s\n\n%s", prompt, o->question);
+    }
+    text = build_prompt(o, m, joined ? joined : prompt);
+    free(joined);
     if (!text)
         goto done;
     ids = tokenize(m, text, o->chat, &n_prompt);
     if (!ids)
+        goto done;
+    int n_question = 0;
+    if (o->question) {
+        /* the question and everything after it (chat suffix) is the question part */
+        const char *at = NULL;
+        for (const char *s2 = strstr(text, o->question); s2; s2 = strstr(s2 + 1, o->question))
+            at = s2;
+        if (at) {
+            int n_prefix = lkv_tokenize(m, text, (size_t)(at - text), 1, o->chat, NULL, 0);
+            if (n_prefix >= 0 && n_prefix <= n_prompt)
+                n_question = n_prompt - n_prefix;
+        }
+    }
+    if (cli_make_press(CMD, o->press, &press) < 0)
         goto done;
     if (n_prompt == 0) {
         fprintf(stderr, "%s: the prompt is empty\n", CMD);
@@ -250,6 +283,7 @@ static int generate(const run_opts *o, lkv_model *m, lkv_threadpool *tp, const c
     cp.n_batch = (int)o->batch;
     cp.kv_dtype = o->kv_type;
     cp.tp = tp;
+    cp.press = press;
     int rc = lkv_ctx_create(m, &cp, &ctx);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", CMD, lkv_last_error());
@@ -278,7 +312,7 @@ static int generate(const run_opts *o, lkv_model *m, lkv_threadpool *tp, const c
     /* prompt: restore what the cache file holds, evaluate the rest */
     int reused = o->cache_file ? load_prompt_cache(ctx, o->cache_file, ids, n_prompt) : 0;
     double t0 = cli_now();
-    rc = lkv_ctx_prefill(ctx, ids + reused, n_prompt - reused);
+    rc = lkv_ctx_prefill_prompt(ctx, ids + reused, n_prompt - reused, n_question);
     double t_prompt = cli_now() - t0;
     if (rc < 0) {
         fprintf(stderr, "%s: prefill failed: %s\n", CMD, lkv_last_error());
@@ -342,10 +376,12 @@ static int generate(const run_opts *o, lkv_model *m, lkv_threadpool *tp, const c
             n_gen, t_gen, t_gen > 0 ? n_decoded / t_gen : 0.0, n_decoded);
     fprintf(stderr, "kv cache:   %zu bytes (%.2f MiB) for %d tokens, %ld threads\n", kvb,
             (double)kvb / (1024.0 * 1024.0), lkv_ctx_pos(ctx), o->threads);
+    cli_print_press_report(ctx);
 
 done:
     lkv_sampler_free(smp);
     lkv_ctx_free(ctx);
+    lkv_press_free(press);
     free(ids);
     free(text);
     return status;

@@ -113,6 +113,7 @@ int lkv_model_press_attend(lkv_model_press *mp, lkv_seq *seq, int layer,
                            const int32_t *q_pos, float *o, lkv_threadpool *tp);
 int lkv_model_press_end_prompt(lkv_model_press *mp, lkv_seq *seq, lkv_threadpool *tp);
 void lkv_model_press_abort_prompt(lkv_model_press *mp);
+int lkv_model_press_reset(lkv_model_press *mp);
 int lkv_model_press_after_decode(lkv_model_press *mp, lkv_seq *seq, lkv_threadpool *tp);
 size_t lkv_model_press_report(const lkv_model_press *mp, char *buf, size_t cap);
 int lkv_model_kv_save(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n);

@@ -138,7 +138,11 @@ size_t lkv_model_kv_press_report(const lkv_model_kv *kv, char *buf, size_t cap) 
     return kv->press ? lkv_model_press_report(kv->press, buf, cap) : 0;
 }
 
-int lkv_model_kv_truncate(lkv_model_kv *kv, int n) { return lkv_seq_truncate(kv->seq, n); }
+int lkv_model_kv_truncate(lkv_model_kv *kv, int n) {
+    if (kv->press && n == 0)
+        LKV_TRY(lkv_model_press_reset(kv->press)); /* a new stream: forget scores */
+    return lkv_seq_truncate(kv->seq, n);
+}
 
 size_t lkv_model_kv_bytes(const lkv_model_kv *kv) {
     lkv_cache_stats st;

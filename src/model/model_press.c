@@ -207,6 +207,11 @@ int lkv_model_press_end_prompt(lkv_model_press *mp, lkv_seq *seq, lkv_threadpool
     return rc;
 }
 
+int lkv_model_press_reset(lkv_model_press *mp) {
+    lkv_model_press_abort_prompt(mp);
+    return lkv_press_begin_prompt(mp->st, 0, 0);
+}
+
 void lkv_model_press_abort_prompt(lkv_model_press *mp) {
     mp->in_prompt = 0;
     free_window(mp);

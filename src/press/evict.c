@@ -382,8 +382,18 @@ static int evict_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool 
         LKV_FAIL(LKV_ERR_INVALID, "press_after_decode: NULL argument");
     if (!st->evict)
         return LKV_OK;
-    st->decode_steps++;
     int L = st->g.n_layers, Hk = st->g.kv_heads;
+    if (!st->prefilled) {
+        /* decoding without a prompt step (e.g. perplexity over a stream):
+         * the budget is the policy's token budget, else what is held now */
+        double b = lkv_press_stage_get(st->evict, "budget");
+        for (int l = 0; l < L; l++) {
+            int held = lkv_seq_max_tokens(seq, l);
+            st->decode_budget[l] = b != LKV_PRESS_UNSET ? (int)b : (held > 0 ? held : 1);
+        }
+        st->prefilled = 1;
+    }
+    st->decode_steps++;
     int every = st->kind == LKV_EVICT_SNAPKV ? (int)lkv_press_stage_get(st->evict, "every") : 0;
     int on = 0;
     switch (st->kind) {
