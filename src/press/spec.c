@@ -227,6 +227,10 @@ static void canonicalise(struct lkv_press *p) {
             const lkv_press_param *pp = &m->params[i];
             if (st->value[i] == LKV_PRESS_UNSET)
                 continue;
+            /* StreamingLLM: a budget or ratio replaces the default window */
+            if (!strcmp(pp->key, "recent") && !st->given[i] &&
+                (lkv_press_stage_given(st, "budget") || lkv_press_stage_given(st, "ratio")))
+                continue;
             char vbuf[64];
             if (pp->type == LKV_PT_ENUM)
                 choice_name(pp->choices, (int)st->value[i], vbuf, sizeof vbuf);
