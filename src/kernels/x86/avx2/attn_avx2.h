@@ -132,6 +132,38 @@ static inline float avx2_hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Folds one key block's logits s[r] (rows r0 .. r0+R-1) into the online-softmax
+ * state: p[r] = exp(s[r] - m_new) (0 for a row that sees no key of the block),
+ * alpha[r] = the factor the row's accumulator must be scaled by, acc[r] = the
+ * row's accumulator; l and m are updated. Returns 0 when no row sees a key of
+ * the block, else 1, plus 2 when some accumulator must be rescaled. */
+AVX2_INLINE int avx2_softmax_fold(const lkv_attn_block *b, int r0, int R, const __m256 *s,
+                                  float (*p)[8], float *alpha, float **acc) {
+    int any = 0, rescale = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        int row = r0 + r;
+        acc[r] = b->acc + (size_t)row * b->d;
+        alpha[r] = 1.0f;
+        float bm = avx2_hmax(s[r]);
+        if (bm == -INFINITY) { /* the row sees no key of the block */
+            _mm256_store_ps(p[r], _mm256_setzero_ps());
+            continue;
+        }
+        float m_old = b->m[row], m_new = m_old > bm ? m_old : bm;
+        if (m_new > m_old) {
+            alpha[r] = expf(m_old - m_new); /* 0 when m was -inf */
+            rescale = 1;
+        }
+        __m256 pv = avx2_exp(_mm256_sub_ps(s[r], _mm256_set1_ps(m_new)));
+        _mm256_store_ps(p[r], pv);
+        b->l[row] = b->l[row] * alpha[r] + avx2_hsum(pv);
+        b->m[row] = m_new;
+        any = 1;
+    }
+    return any ? 1 | (rescale << 1) : 0;
+}
+
 /* Logits of one row for 8 keys: scale, soft-cap, then -inf where `vis` is 0. */
 AVX2_INLINE __m256 avx2_finish_logits(const lkv_attn_block *b, __m256 dot, __m256 vis) {
     __m256 s = _mm256_mul_ps(dot, _mm256_set1_ps(b->scale));

@@ -144,30 +144,10 @@ AVX2_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const void *
     float p[GROUP][8] __attribute__((aligned(32)));
     float alpha[GROUP];
     float *acc[GROUP];
-    int any = 0, rescale = 0;
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        int row = r0 + r;
-        acc[r] = b->acc + (size_t)row * b->d;
-        alpha[r] = 1.0f;
-        float bm = avx2_hmax(s[r]);
-        if (bm == -INFINITY) { /* the row sees no key of the block */
-            _mm256_store_ps(p[r], _mm256_setzero_ps());
-            continue;
-        }
-        float m_old = b->m[row], m_new = m_old > bm ? m_old : bm;
-        if (m_new > m_old) {
-            alpha[r] = expf(m_old - m_new); /* 0 when m was -inf */
-            rescale = 1;
-        }
-        __m256 pv = avx2_exp(_mm256_sub_ps(s[r], _mm256_set1_ps(m_new)));
-        _mm256_store_ps(p[r], pv);
-        b->l[row] = b->l[row] * alpha[r] + avx2_hsum(pv);
-        b->m[row] = m_new;
-        any = 1;
-    }
-    if (!any)
+    const int fold = avx2_softmax_fold(b, r0, R, s, p, alpha, acc);
+    if (!fold)
         return;
+    const int rescale = fold >> 1;
     const int d = b->d;
     int c = 0;
     for (; c + 16 <= d; c += 16)

@@ -104,6 +104,58 @@ AVX512_INLINE __m512 avx512_exp(__m512 x) {
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
+/* Folds one key block's logits into the online-softmax state; the contract of
+ * avx2_softmax_fold (x86/avx2/attn_avx2.h) with 16 keys per block. */
+AVX512_INLINE int avx512_softmax_fold(const lkv_attn_block *b, int r0, int R, const __m512 *s,
+                                      float (*p)[16], float *alpha, float **acc) {
+    int any = 0, rescale = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        int row = r0 + r;
+        acc[r] = b->acc + (size_t)row * b->d;
+        alpha[r] = 1.0f;
+        float bm = _mm512_reduce_max_ps(s[r]);
+        if (bm == -INFINITY) { /* the row sees no key of the block */
+            _mm512_store_ps(p[r], _mm512_setzero_ps());
+            continue;
+        }
+        float m_old = b->m[row], m_new = m_old > bm ? m_old : bm;
+        if (m_new > m_old) {
+            alpha[r] = expf(m_old - m_new); /* 0 when m was -inf */
+            rescale = 1;
+        }
+        __m512 pv = avx512_exp(_mm512_sub_ps(s[r], _mm512_set1_ps(m_new)));
+        _mm512_store_ps(p[r], pv);
+        b->l[row] = b->l[row] * alpha[r] + _mm512_reduce_add_ps(pv);
+        b->m[row] = m_new;
+        any = 1;
+    }
+    return any ? 1 | (rescale << 1) : 0;
+}
+
+/* Dot products of one query with four keys, each accumulated as 16 partial
+ * sums (a0..a3), reduced to [k0 x4 | k1 x4 | k2 x4 | k3 x4] (4 partials each). */
+static inline __m512 avx512_reduce_quad(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    /* [k0 x8 | k1 x8] and [k2 x8 | k3 x8], then [k0 x4 | k1 x4 | k2 x4 | k3 x4] */
+    __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xEE));
+    __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44), _mm512_shuffle_f32x4(a2, a3, 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
+}
+
+/* Pairwise sums inside 128-bit lanes: [a0+a1, a2+a3, b0+b1, b2+b3] per lane. */
+static inline __m512 avx512_hadd_lanes(__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD));
+}
+
+/* Four reduce_quad results (keys 0-3, 4-7, 8-11, 12-15) to one dot product per
+ * lane, lane j = key j. */
+static inline __m512 avx512_keys16(__m512 t0, __m512 t1, __m512 t2, __m512 t3) {
+    /* before the permute, lane 4L + m holds key 4m + L */
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(order, avx512_hadd_lanes(avx512_hadd_lanes(t0, t1),
+                                                          avx512_hadd_lanes(t2, t3)));
+}
+
 /* cap * tanh(s / cap), tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|). */
 AVX512_INLINE __m512 avx512_softcap(__m512 s, float cap) {
     __m512 x = _mm512_div_ps(s, _mm512_set1_ps(cap));

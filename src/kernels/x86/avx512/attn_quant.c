@@ -132,36 +132,22 @@ AVX512_INLINE void quad_dots(const float *const *qs, int R, const uint8_t *k, si
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(a[r][0], a[r][1], 0x44),
-                                 _mm512_shuffle_f32x4(a[r][0], a[r][1], 0xEE));
-        __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(a[r][2], a[r][3], 0x44),
-                                 _mm512_shuffle_f32x4(a[r][2], a[r][3], 0xEE));
-        t[r] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
-    }
-}
-
-static inline __m512 hadd_lanes(__m512 a, __m512 b) {
-    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD));
+    for (int r = 0; r < R; r++)
+        t[r] = avx512_reduce_quad(a[r][0], a[r][1], a[r][2], a[r][3]);
 }
 
 /* out[r] lane j = qs_r . code row j, for nk (<= 16) keys; lanes >= nk are 0. */
 AVX512_INLINE void block_dots(const float *const *qs, int R, const uint8_t *k, size_t rb, int d,
                               int nk, int bits, __m512 *out) {
     if (nk == 16) {
-        __m512 t0[GROUP], t1[GROUP], u01[GROUP];
+        __m512 t0[GROUP], t1[GROUP], t2[GROUP], t3[GROUP];
         quad_dots(qs, R, k, rb, d, bits, t0);
         quad_dots(qs, R, k + 4 * rb, rb, d, bits, t1);
+        quad_dots(qs, R, k + 8 * rb, rb, d, bits, t2);
+        quad_dots(qs, R, k + 12 * rb, rb, d, bits, t3);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
-            u01[r] = hadd_lanes(t0[r], t1[r]);
-        quad_dots(qs, R, k + 8 * rb, rb, d, bits, t0);
-        quad_dots(qs, R, k + 12 * rb, rb, d, bits, t1);
-        const __m512i order =
-            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            out[r] = _mm512_permutexvar_ps(order, hadd_lanes(u01[r], hadd_lanes(t0[r], t1[r])));
+            out[r] = avx512_keys16(t0[r], t1[r], t2[r], t3[r]);
         return;
     }
     float tmp[GROUP][16] __attribute__((aligned(64))) = {{0}};
@@ -273,30 +259,10 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, const qfac *f, int r0, in
     float p[GROUP][16] __attribute__((aligned(64)));
     float alpha[GROUP];
     float *acc[GROUP];
-    int any = 0, rescale = 0;
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        int row = r0 + r;
-        acc[r] = b->acc + (size_t)row * b->d;
-        alpha[r] = 1.0f;
-        float bm = _mm512_reduce_max_ps(s[r]);
-        if (bm == -INFINITY) {
-            _mm512_store_ps(p[r], _mm512_setzero_ps());
-            continue;
-        }
-        float m_old = b->m[row], m_new = m_old > bm ? m_old : bm;
-        if (m_new > m_old) {
-            alpha[r] = expf(m_old - m_new);
-            rescale = 1;
-        }
-        __m512 pv = avx512_exp(_mm512_sub_ps(s[r], _mm512_set1_ps(m_new)));
-        _mm512_store_ps(p[r], pv);
-        b->l[row] = b->l[row] * alpha[r] + _mm512_reduce_add_ps(pv);
-        b->m[row] = m_new;
-        any = 1;
-    }
-    if (!any)
+    const int fold = avx512_softmax_fold(b, r0, R, s, p, alpha, acc);
+    if (!fold)
         return;
+    const int rescale = fold >> 1;
     /* value coefficients: pc = p * vscale per (row, key, group); KIVI mins summed */
     const int d = b->d, ng = bits ? lkv_kvq_vgroups(d) : 1;
     /* the block's value scales (and mins) as f32: [nk] (Q8) or [nk][ng][2] (KIVI) */

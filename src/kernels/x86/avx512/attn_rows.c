@@ -36,37 +36,21 @@ AVX512_INLINE void quad_dots(const float *const *qr, int R, const void *k, size_
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        /* [k0 x8 | k1 x8] and [k2 x8 | k3 x8], then [k0 x4 | k1 x4 | k2 x4 | k3 x4] */
-        __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(a[r][0], a[r][1], 0x44),
-                                 _mm512_shuffle_f32x4(a[r][0], a[r][1], 0xEE));
-        __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(a[r][2], a[r][3], 0x44),
-                                 _mm512_shuffle_f32x4(a[r][2], a[r][3], 0xEE));
-        t[r] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
-    }
-}
-
-/* Pairwise sums inside 128-bit lanes: [a0+a1, a2+a3, b0+b1, b2+b3] per lane. */
-static inline __m512 hadd_lanes(__m512 a, __m512 b) {
-    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD));
+    for (int r = 0; r < R; r++)
+        t[r] = avx512_reduce_quad(a[r][0], a[r][1], a[r][2], a[r][3]);
 }
 
 /* out[r] (lane j) = q_r . k_j for 16 consecutive keys k_j = k + j*ks. */
 AVX512_INLINE void dots16(const float *const *qr, int R, const void *k, size_t ks, int d,
                           lkv_dtype dt, __m512 *out) {
-    __m512 t0[GROUP], t1[GROUP], u01[GROUP];
+    __m512 t0[GROUP], t1[GROUP], t2[GROUP], t3[GROUP];
     quad_dots(qr, R, k, 0, ks, d, dt, t0);
     quad_dots(qr, R, k, 4, ks, d, dt, t1);
+    quad_dots(qr, R, k, 8, ks, d, dt, t2);
+    quad_dots(qr, R, k, 12, ks, d, dt, t3);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-        u01[r] = hadd_lanes(t0[r], t1[r]);
-    quad_dots(qr, R, k, 8, ks, d, dt, t0);
-    quad_dots(qr, R, k, 12, ks, d, dt, t1);
-    /* lane 4L + m holds key 4m + L */
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-        out[r] = _mm512_permutexvar_ps(order, hadd_lanes(u01[r], hadd_lanes(t0[r], t1[r])));
+        out[r] = avx512_keys16(t0[r], t1[r], t2[r], t3[r]);
 }
 
 /* The same for nk < 16 keys (the tail of a run); lanes >= nk are 0. */
@@ -157,30 +141,10 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const void
     float p[GROUP][16] __attribute__((aligned(64)));
     float alpha[GROUP];
     float *acc[GROUP];
-    int any = 0, rescale = 0;
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        int row = r0 + r;
-        acc[r] = b->acc + (size_t)row * b->d;
-        alpha[r] = 1.0f;
-        float bm = _mm512_reduce_max_ps(s[r]);
-        if (bm == -INFINITY) { /* the row sees no key of the block */
-            _mm512_store_ps(p[r], _mm512_setzero_ps());
-            continue;
-        }
-        float m_old = b->m[row], m_new = m_old > bm ? m_old : bm;
-        if (m_new > m_old) {
-            alpha[r] = expf(m_old - m_new); /* 0 when m was -inf */
-            rescale = 1;
-        }
-        __m512 pv = avx512_exp(_mm512_sub_ps(s[r], _mm512_set1_ps(m_new)));
-        _mm512_store_ps(p[r], pv);
-        b->l[row] = b->l[row] * alpha[r] + _mm512_reduce_add_ps(pv);
-        b->m[row] = m_new;
-        any = 1;
-    }
-    if (!any)
+    const int fold = avx512_softmax_fold(b, r0, R, s, p, alpha, acc);
+    if (!fold)
         return;
+    const int rescale = fold >> 1;
     const int d = b->d;
     int c = 0;
     for (; c + 64 <= d; c += 64)
