@@ -120,6 +120,14 @@ static int apply_keep(lkv_press_state *st, lkv_seq *seq, int layer, int head, co
     return LKV_OK;
 }
 
+/* Marks the first `head` and the last `tail` of slots [0, n) as kept. */
+static void keep_ends(unsigned char *must, int n, int head, int tail) {
+    for (int t = 0; t < head && t < n; t++)
+        must[t] = 1;
+    for (int t = n - tail < 0 ? 0 : n - tail; t < n; t++)
+        must[t] = 1;
+}
+
 /* 1-D pooling of votes (kernel k, stride 1, same padding). */
 static void pool1d(const float *in, float *out, int n, int k, int use_max) {
     int r = k / 2;
@@ -295,8 +303,7 @@ static int evict_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *c
             case LKV_EVICT_STREAMING: {
                 int sinks = (int)lkv_press_stage_get(st->evict, "sinks");
                 int recent = lkv_streaming_recent(st);
-                for (int t = 0; t < ns; t++)
-                    must[t] = t < sinks || t >= ns - recent;
+                keep_ends(must, ns, sinks, recent);
                 k = 0;
                 score = sc;
                 break;
@@ -304,8 +311,7 @@ static int evict_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *c
             case LKV_EVICT_SNAPKV:
             case LKV_EVICT_PYRAMIDKV: {
                 int wn = w < ns ? w : ns;
-                for (int t = ns - wn; t < ns; t++)
-                    must[t] = 1;
+                keep_ends(must, ns, 0, wn);
                 int kernel = (int)lkv_press_stage_get(st->evict, "kernel");
                 int use_max = lkv_press_stage_get(st->evict, "pool") == 0.0;
                 pool1d(sc, pooled, ns - wn, kernel, use_max);
@@ -315,10 +321,8 @@ static int evict_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *c
             }
             case LKV_EVICT_H2O: {
                 int recent = (int)(lkv_press_stage_get(st->evict, "recent_frac") * k);
-                for (int t = ns - recent; t < ns; t++)
-                    if (t >= 0)
-                        must[t] = 1;
-                LKV_TRY(lkv_press_acc_reserve(st, i, n));
+                keep_ends(must, ns, 0, recent);
+                rc = lkv_press_acc_reserve(st, i, n); /* no early return: qpos is ours */
                 score = st->acc[i];
                 k -= recent;
                 break;
@@ -449,22 +453,18 @@ static int evict_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool 
             int k = budget;
             if (st->kind == LKV_EVICT_STREAMING) {
                 int sinks = (int)lkv_press_stage_get(st->evict, "sinks");
-                for (int t = 0; t < n; t++)
-                    must[t] = t < sinks || t >= n - (budget - sinks);
+                keep_ends(must, n, sinks, budget - sinks);
                 k = 0;
             } else if (st->kind == LKV_EVICT_H2O) {
                 int recent = (int)(lkv_press_stage_get(st->evict, "recent_frac") * budget);
-                for (int t = n - recent; t < n; t++)
-                    if (t >= 0)
-                        must[t] = 1;
+                keep_ends(must, n, 0, recent);
                 LKV_TRY(lkv_press_acc_reserve(st, i, n));
                 score = st->acc[i];
                 k = budget - recent;
             } else if (st->kind == LKV_EVICT_SNAPKV) {
                 int wn = (int)lkv_press_stage_get(st->evict, "window");
                 wn = wn < n ? wn : n;
-                for (int t = n - wn; t < n; t++)
-                    must[t] = 1;
+                keep_ends(must, n, 0, wn);
                 LKV_TRY(lkv_press_acc_reserve(st, i, n));
                 int kernel = (int)lkv_press_stage_get(st->evict, "kernel");
                 pool1d(st->acc[i], layer_score, n - wn, kernel,

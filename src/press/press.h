@@ -153,9 +153,6 @@ int lkv_press_check_cache(const lkv_press_state *st, const lkv_cache_params *cp)
  * arguments, or two stages that need different page sizes). (press/quant.c) */
 int lkv_press_cache_requirements(const struct lkv_press *p, int *page_tokens, lkv_dtype *dtype);
 
-/* Page size the policy needs the cache to use (Quest/ArkVale pages), or 0. */
-int lkv_press_page_tokens(const struct lkv_press *p);
-
 /* Pages attended / pages held by the selection policy so far (for reports). */
 void lkv_press_select_stats(const lkv_press_state *st, int64_t *attended, int64_t *held);
 

@@ -62,13 +62,6 @@ int lkv_press_check_cache(const lkv_press_state *st, const lkv_cache_params *cp)
     return LKV_OK;
 }
 
-int lkv_press_page_tokens(const struct lkv_press *p) {
-    for (int i = 0; p && i < p->n_stages; i++)
-        if (p->stage[i].method->cls == LKV_PC_SELECT)
-            return (int)lkv_press_stage_get(&p->stage[i], "page");
-    return 0;
-}
-
 void lkv_press_select_stats(const lkv_press_state *st, int64_t *attended, int64_t *held) {
     *attended = st ? st->sel_attended : 0;
     *held = st ? st->sel_held : 0;
