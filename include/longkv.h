@@ -862,6 +862,11 @@ int lkv_ctx_eval(lkv_ctx *ctx, const int32_t *tokens, int n, float *logits);
  * it is lkv_ctx_prefill. Returns as lkv_ctx_eval. */
 int lkv_ctx_prefill_prompt(lkv_ctx *ctx, const int32_t *tokens, int n, int n_question);
 
+/* lkv_ctx_prefill_prompt that also returns every prompt token's logits, as
+ * lkv_ctx_eval does: logits [n][n_vocab] or NULL (perplexity over a prompt). */
+int lkv_ctx_eval_prompt(lkv_ctx *ctx, const int32_t *tokens, int n, int n_question,
+                        float *logits);
+
 /* What the context's policy did so far (tokens kept per layer/head, bytes
  * before/after, pages attended), as text into buf (NUL-terminated, truncated to
  * cap). Returns the length it wanted to write; 0 without a policy. */

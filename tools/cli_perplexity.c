@@ -151,7 +151,8 @@ static int eval_window(lkv_ctx *ctx, const int32_t *toks, int n, long base, int 
     int first = n < batch ? n : batch;
     double t0 = cli_now();
     if (rc == 0)
-        rc = lkv_ctx_eval(ctx, toks, first, chunk_logits);
+        /* the first chunk is the prompt: the policy's one-shot step runs after it */
+        rc = lkv_ctx_eval_prompt(ctx, toks, first, 0, chunk_logits);
     st->t_prefill += cli_now() - t0;
     st->n_prefill += first;
     if (rc < 0) {

@@ -135,19 +135,24 @@ int lkv_ctx_eval(lkv_ctx *ctx, const int32_t *tokens, int n, float *logits) {
     return LKV_OK;
 }
 
-int lkv_ctx_prefill_prompt(lkv_ctx *ctx, const int32_t *tokens, int n, int n_question) {
+int lkv_ctx_eval_prompt(lkv_ctx *ctx, const int32_t *tokens, int n, int n_question,
+                        float *logits) {
     if (!ctx)
-        LKV_FAIL(LKV_ERR_INVALID, "lkv_ctx_prefill_prompt: NULL context");
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_ctx_eval_prompt: NULL context");
     if (n_question < 0 || n_question > n)
-        LKV_FAIL(LKV_ERR_INVALID, "lkv_ctx_prefill_prompt: n_question %d not in [0, %d]",
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_ctx_eval_prompt: n_question %d not in [0, %d]",
                  n_question, n);
     LKV_TRY(lkv_model_kv_begin_prompt(ctx->kv, ctx->n_past, n, n_question));
-    int rc = lkv_ctx_eval(ctx, tokens, n, NULL);
+    int rc = lkv_ctx_eval(ctx, tokens, n, logits);
     if (rc < 0) {
         lkv_model_kv_abort_prompt(ctx->kv);
         return rc;
     }
     return lkv_model_kv_end_prompt(ctx->kv, ctx->p.tp);
+}
+
+int lkv_ctx_prefill_prompt(lkv_ctx *ctx, const int32_t *tokens, int n, int n_question) {
+    return lkv_ctx_eval_prompt(ctx, tokens, n, n_question, NULL);
 }
 
 int lkv_ctx_prefill(lkv_ctx *ctx, const int32_t *tokens, int n) {
