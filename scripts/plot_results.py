@@ -150,7 +150,7 @@ def line_styles(labels, plt):
 # ---------------------------------------------------------------- plots
 
 def plot_score_vs_ratio(plt, rows, out_dir, written):
-    rows = [r for r in rows if r.get("task") not in ("ppl", "fidelity")
+    rows = [r for r in rows if r.get("task") not in ("ppl", "fidelity", "agreement")
             and num(r.get("score")) is not None and ratio_of(r) is not None]
     panels = defaultdict(list)
     for r in rows:

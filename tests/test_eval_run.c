@@ -164,7 +164,7 @@ static void test_text_tasks(lkv_model *m, lkv_threadpool *tp) {
     lkv_eval_params p = lkv_eval_default_params();
     p.model = m;
     p.model_name = "smollm2";
-    p.tasks = "ppl,fidelity";
+    p.tasks = "ppl,fidelity,agreement";
     p.presses = "streamingllm:sinks=4,recent=28";
     p.ratios = ratios;
     p.n_ratios = 1;
@@ -183,9 +183,16 @@ static void test_text_tasks(lkv_model *m, lkv_threadpool *tp) {
     check_rows(r, "\"task\":\"fidelity\"", &n, &n_fid);
     CHECK(n_fid == 2, "fidelity rows for full and the policy, got %d", n_fid);
     check_rows(r, "\"attn_rel_err_mean\":0.", &n, &n_err);
-    CHECK(n_err == 1, "the policy's attention-output error was measured");
+    CHECK(n_err == 2, "the policy's attention-output error was measured (fidelity, agreement)");
+    int n_agr = 0, n_agr_full = 0;
+    check_rows(r, "\"task\":\"agreement\"", &n, &n_agr);
+    CHECK(n_agr == 2, "agreement rows for full and the policy, got %d", n_agr);
+    check_rows(r, "\"task\":\"agreement\",\"model\":\"smollm2\",\"press\":\"full\"", &n,
+               &n_agr_full);
+    CHECK(n_agr_full == 1, "an agreement row for the full cache");
     /* 32 scored tokens in buckets of 16 from position 96: 2 buckets per config */
-    CHECK(n == 2 * (2 + 1) + 2, "rows: 2 configs x (2 buckets + all) + 2 fidelity, got %d", n);
+    CHECK(n == 2 * (2 + 1) + 2 + 2,
+          "rows: 2 configs x (2 buckets + all) + 2 fidelity + 2 agreement, got %d", n);
     lkv_report_free(r);
     lkv_corpus_free(c);
 }

@@ -35,7 +35,9 @@ static void usage(FILE *f) {
             "                   [--ratio R[,R...]] [--ctx N[,N...]] [options]\n"
             "       longkv eval --quick          (passkey + NIAH, 4 policies x 2 ratios, ~minutes)\n\n"
             "  --task T          passkey, niah (= niah_single), niah_multikey,\n"
-            "                    niah_multivalue, niah_multiquery, ppl, fidelity\n"
+            "                    niah_multivalue, niah_multiquery, ppl, fidelity,\n"
+            "                    agreement (fidelity over the full cache's own greedy\n"
+            "                    continuation of --ppl-prefix tokens)\n"
             "  -m MODEL          GGUF file or alias (default smollm2)\n"
             "  --press SPECS     policies separated by ';' (e.g. 'snapkv;streamingllm;h2o').\n"
             "                    The full-cache baseline always runs. A spec without its own\n"
@@ -50,8 +52,8 @@ static void usage(FILE *f) {
             "  --query-aware     let the policies see the question (default: kept out)\n"
             "  --corpus FILE     prose for NIAH haystacks and ppl/fidelity text\n"
             "                    (default data/texts/austen.txt; 'builtin' = a small demo text)\n"
-            "  --ppl-prefix N    ppl/fidelity: tokens prefilled before token-by-token scoring\n"
-            "                    (default ctx/2)\n"
+            "  --ppl-prefix N    ppl/fidelity/agreement: tokens prefilled before the\n"
+            "                    token-by-token part (default ctx/2)\n"
             "  --ppl-bucket N    ppl: position bucket width (default ctx/8)\n"
             "  --batch N         prefill chunk (default 256)\n"
             "  --no-plots        do not run scripts/plot_results.py\n"
@@ -299,7 +301,8 @@ static int find_in_repo(const char *rel, char *out, size_t cap) {
 }
 
 static int needs_corpus(const char *tasks) {
-    return strstr(tasks, "niah") || strstr(tasks, "ppl") || strstr(tasks, "fidelity");
+    return strstr(tasks, "niah") || strstr(tasks, "ppl") || strstr(tasks, "fidelity") ||
+           strstr(tasks, "agreement");
 }
 
 static lkv_corpus *load_corpus(const char *arg) {

@@ -9,6 +9,9 @@
  * protocol. Token i is scored with the logits after tokens 0..i-1.
  *
  * Fidelity runs the full cache and the policy in lockstep over the same tokens.
+ * Agreement is fidelity over generated text: after the prompt, the token fed to
+ * both contexts is the full cache's own greedy choice, so the score is the share
+ * of generation steps where the policy would have picked the same next token.
  * After each step it compares the next-token distributions (KL(full || policy)
  * in nats, and whether the argmax agrees), and through lkv_layer_hook the
  * attention output of every layer for the newly decoded token:
@@ -248,7 +251,8 @@ static int hook_press(void *user, int layer, int n_tok, const int32_t *pos, cons
 }
 
 static int run_fidelity_cfg(eval_run *run, int ctx, const int32_t *toks, const eval_cfg *cfg,
-                            int64_t *base_kv_end) {
+                            int generate, int64_t *base_kv_end) {
+    const char *task = generate ? "agreement" : "fidelity";
     const lkv_eval_params *p = run->p;
     const int V = lkv_model_n_vocab(p->model);
     const int P = prefix_len(p, ctx);
@@ -301,21 +305,24 @@ static int run_fidelity_cfg(eval_run *run, int ctx, const int32_t *toks, const e
         kl_max = kl > kl_max ? kl : kl_max;
         agree += af == ap;
         n_cmp++;
-        nll_f -= log_prob(lf, V, toks[i], NULL);
-        nll_p -= log_prob(lp, V, toks[i], NULL);
+        /* agreement: the full cache's greedy token is both the next input
+         * and the target the likelihoods are measured on */
+        int32_t next = generate ? af : toks[i];
+        nll_f -= log_prob(lf, V, next, NULL);
+        nll_p -= log_prob(lp, V, next, NULL);
         if (i + 1 == ctx)
             break;
         f.active = 1;
         if (!cfg->is_full)
-            rc = lkv_ctx_decode(cf, toks[i]);
+            rc = lkv_ctx_decode(cf, next);
         double t1 = now_s();
         if (rc == LKV_OK)
-            rc = lkv_ctx_decode(subject, toks[i]);
+            rc = lkv_ctx_decode(subject, next);
         t_decode += now_s() - t1;
         f.active = 0;
         n_dec++;
         if (run->pg && (i % 32) == 0) {
-            snprintf(note, sizeof note, "fidelity ctx %d %.120s  token %d/%d", ctx,
+            snprintf(note, sizeof note, "%s ctx %d %.120s  token %d/%d", task, ctx,
                      cfg->is_full ? "full" : cfg->spec, i, ctx);
             lkv_progress_update(run->pg, run->done, note);
         }
@@ -350,7 +357,7 @@ static int run_fidelity_cfg(eval_run *run, int ctx, const int32_t *toks, const e
         }
         rc = lkv_sb_status(&layers);
         lkv_result_row row = lkv_result_row_default();
-        row.task = "fidelity";
+        row.task = task;
         row.model = p->model_name;
         row.press = cfg->is_full ? "full" : canonical;
         row.ratio = ratio;
@@ -382,12 +389,13 @@ static int run_fidelity_cfg(eval_run *run, int ctx, const int32_t *toks, const e
         row.n_extra = ne;
         if (rc == LKV_OK)
             rc = lkv_report_add(run->report, &row);
-        eval_log(run, "fidelity ctx %-5d %-44.44s ratio %-6.3g top1 %.4f  KL %.4g nats  "
-                      "attn err %.4g  ppl %.3f vs %.3f",
-                 ctx, cfg->is_full ? "full" : cfg->policy, ratio, row.score,
+        eval_log(run, "%-9s ctx %-5d %-44.44s ratio %-6.3g top1 %.4f  KL %.4g nats  "
+                      "attn err %.4g  ppl %.3f vs %.3f  kv %.2f MiB  decode %.1f tok/s",
+                 task, ctx, cfg->is_full ? "full" : cfg->policy, ratio, row.score,
                  n_cmp ? kl_sum / (double)n_cmp : NAN, err_mean,
                  n_cmp ? exp(nll_p / (double)n_cmp) : NAN,
-                 n_cmp ? exp(nll_f / (double)n_cmp) : NAN);
+                 n_cmp ? exp(nll_f / (double)n_cmp) : NAN, (double)kv / 1048576.0,
+                 row.decode_tps);
         lkv_sb_free(&layers);
     }
     lkv_free(f.ref);
@@ -402,14 +410,15 @@ int eval_run_text_task(eval_run *run, const char *task, int ctx, const eval_cfg 
     LKV_TRY(eval_text_tokens(run->p->model, run->p->corpus, run->p->seed, ctx, &toks));
     int64_t base_kv_end = -1;
     int rc = LKV_OK;
-    int fid = !strcmp(task, "fidelity");
+    int fid = !strcmp(task, "fidelity") || !strcmp(task, "agreement");
+    int generate = !strcmp(task, "agreement");
     for (int c = 0; c < n_cfgs && rc == LKV_OK; c++) {
         char note[160];
         snprintf(note, sizeof note, "%s ctx %d %.120s", task, ctx,
                  cfgs[c].is_full ? "full" : cfgs[c].spec);
         if (run->pg)
             lkv_progress_update(run->pg, run->done, note);
-        rc = fid ? run_fidelity_cfg(run, ctx, toks, &cfgs[c], &base_kv_end)
+        rc = fid ? run_fidelity_cfg(run, ctx, toks, &cfgs[c], generate, &base_kv_end)
                  : run_ppl_cfg(run, ctx, toks, &cfgs[c], &base_kv_end);
         eval_progress_step(run, note);
     }

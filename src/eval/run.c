@@ -72,6 +72,11 @@ static int is_question_task(const char *t) {
     return lkv_task_params_preset(t, &tp) == LKV_OK;
 }
 
+/* tasks scored on a stretch of corpus text rather than on a question */
+static int is_text_task(const char *t) {
+    return !strcmp(t, "ppl") || !strcmp(t, "fidelity") || !strcmp(t, "agreement");
+}
+
 static int parse_tasks(const char *s, task_list *out) {
     out->n = 0;
     if (!s || !*s)
@@ -89,10 +94,10 @@ static int parse_tasks(const char *s, task_list *out) {
         name[len] = '\0';
         if (!strcmp(name, "niah"))
             strcpy(name, "niah_single");
-        if (!is_question_task(name) && strcmp(name, "ppl") && strcmp(name, "fidelity"))
+        if (!is_question_task(name) && !is_text_task(name))
             LKV_FAIL(LKV_ERR_INVALID,
                      "eval: unknown task \"%s\" (passkey, niah_single, niah_multikey, "
-                     "niah_multivalue, niah_multiquery, ppl, fidelity)",
+                     "niah_multivalue, niah_multiquery, ppl, fidelity, agreement)",
                      name);
         out->n++;
         p = e ? e + 1 : p + len;
@@ -715,8 +720,7 @@ static int check_params(const lkv_eval_params *p, task_list *tl) {
         LKV_FAIL(LKV_ERR_INVALID, "eval: samples %d outside [1, 100000]", p->samples);
     LKV_TRY(parse_tasks(p->tasks, tl));
     for (int t = 0; t < tl->n; t++) {
-        int needs_corpus = strncmp(tl->name[t], "niah", 4) == 0 ||
-                           !strcmp(tl->name[t], "ppl") || !strcmp(tl->name[t], "fidelity");
+        int needs_corpus = strncmp(tl->name[t], "niah", 4) == 0 || is_text_task(tl->name[t]);
         if (needs_corpus && !p->corpus)
             LKV_FAIL(LKV_ERR_INVALID, "eval: task %s needs a text corpus", tl->name[t]);
     }
