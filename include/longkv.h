@@ -434,13 +434,19 @@ typedef struct lkv_cache_stats {
     int64_t n_commits;      /* OS-page commits since creation */
     int64_t n_releases;     /* OS-page releases (madvise) since creation */
     int64_t n_evictions;    /* prefix entries evicted under budget pressure */
+    /* backup tier (lkv_seq_offload / lkv_seq_recall): K/V held outside the pool */
+    int64_t n_backup_pages; /* pages whose K/V are in the backup tier now */
+    size_t backup_bytes;    /* heap bytes of those K/V (not counted in committed) */
+    int64_t n_offloads;     /* pages moved to the backup tier since creation */
+    int64_t n_recalls;      /* pages brought back into the pool since creation */
 } lkv_cache_stats;
 
 /* Fills *out. Returns LKV_OK or LKV_ERR_INVALID (NULL arguments). */
 int lkv_cache_get_stats(const lkv_cache *c, lkv_cache_stats *out);
 
 /* Bytes of live pages of one (layer, head), over all sequences and the prefix
- * cache (each shared page counted once); layer or head < 0 sums over it.
+ * cache (each shared page counted once; the K/V of pages in the backup tier,
+ * lkv_seq_offload, are not counted); layer or head < 0 sums over it.
  * Returns the byte count, or 0 for out-of-range arguments. */
 size_t lkv_cache_bytes(const lkv_cache *c, int layer, int head);
 
@@ -521,15 +527,20 @@ int lkv_seq_get_positions(const lkv_seq *s, int layer, int head, int slot0, int 
 int lkv_seq_read(const lkv_seq *s, int layer, int head, int slot0, int n, float *k, float *v);
 
 /* One page of a (layer, head) list, for selection policies. Pointers stay
- * valid until the sequence or that page is next modified. */
+ * valid until the sequence or that page is next modified; key_min/key_max of
+ * a KIVI page (whose digest is derived from its per-channel scale and min, not
+ * stored) point into scratch of the sequence and stay valid only until the next
+ * lkv_seq_page_info call on it (so one thread per sequence). */
 typedef struct lkv_page_info {
     int n;                  /* slots of this page used by the sequence */
     int first_slot;         /* slot index of its first slot in the list */
     int format;             /* page format (an lkv_dtype value for plain formats) */
     int refcount;           /* holders: sequences + the prefix cache */
     const int32_t *pos;     /* [n] original positions */
-    const float *key_min;   /* [head_dim] per-channel min of the page's keys (stored values) */
-    const float *key_max;   /* [head_dim] per-channel max */
+    const float *key_min;   /* [head_dim] per-channel min of the page's keys (stored values;
+                               KIVI: the channel's min, a bound the extreme code reaches) */
+    const float *key_max;   /* [head_dim] per-channel max (KIVI: min + (2^bits - 1) scale) */
+    int in_backup;          /* 1: K/V are in the backup tier (lkv_seq_offload), else 0 */
 } lkv_page_info;
 
 /* Pages of (layer, head); -1 for out-of-range arguments. */
@@ -537,6 +548,32 @@ int lkv_seq_n_pages(const lkv_seq *s, int layer, int head);
 
 /* Fills *out for page `page` of (layer, head). Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_RANGE. */
 int lkv_seq_page_info(const lkv_seq *s, int layer, int head, int page, lkv_page_info *out);
+
+/* ------------------------------------------------------------ backup tier */
+/*
+ * A page's K and V can be moved out of the pool into a backup tier (heap
+ * memory outside the budget) and recalled later (ArkVale's recallable
+ * eviction). The page stays in its list at the same slots: its header,
+ * positions and key digest stay in the pool, so selection policies can still
+ * rank it; only the K and V extents are uncommitted (the committed bytes drop
+ * when no other extent shares their OS pages). Their pool indices stay
+ * reserved, so a recalled page returns to the same addresses and still merges
+ * with its neighbours into one run. Every reader (attention, lkv_seq_read,
+ * snapshots, conversion, copy-on-write) keeps working on an offloaded page; it
+ * reads the backup copy, i.e. the slow tier. A page shared with a fork or the
+ * prefix cache is offloaded for all its holders.
+ */
+
+/* Moves the K/V of page `page` of (layer, head) to the backup tier. No-op if
+ * it is there already. On failure nothing changes.
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_RANGE (bad page) or LKV_ERR_NOMEM. */
+int lkv_seq_offload(lkv_seq *s, int layer, int head, int page);
+
+/* Brings the K/V of page `page` of (layer, head) back into the pool (no-op if
+ * resident). Under budget pressure unused prefix-cache pages are evicted
+ * first. On failure the page stays in the backup tier.
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_RANGE, LKV_ERR_BUDGET or LKV_ERR_NOMEM. */
+int lkv_seq_recall(lkv_seq *s, int layer, int head, int page);
 
 /* ------------------------------------------------------ attention over pages */
 
@@ -901,7 +938,13 @@ size_t lkv_ctx_kv_bytes(const lkv_ctx *ctx);
 /* Saves the context's KV cache and the tokens that produced it (a prompt
  * snapshot) to path, atomically (temp file + rename), with checksums.
  *   tokens [n] must be the tokens the context holds (n == lkv_ctx_pos(ctx)).
- * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_IO, LKV_ERR_NOMEM. */
+ * With a policy (lkv_ctx_params.press) the file holds the cache the policy left
+ * after its prompt step, its canonical spec, the question split and the logits;
+ * save right after lkv_ctx_eval_prompt (before decoding).
+ * Returns LKV_OK, LKV_ERR_INVALID, LKV_ERR_IO, LKV_ERR_NOMEM; LKV_ERR_STATE
+ * (a policy's cache after decoding or without a prompt step), LKV_ERR_UNSUPPORTED
+ * (a policy whose later steps need state a snapshot does not hold: arkvale,
+ * h2o with decode=1). */
 int lkv_ctx_save_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n);
 
 /* Loads a prompt snapshot into an empty context when it belongs to this model,
@@ -918,6 +961,18 @@ int lkv_ctx_save_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, i
  * left empty. */
 int lkv_ctx_load_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n,
                         int *n_loaded);
+
+/* lkv_ctx_load_prompt for a prompt whose last n_question tokens are the
+ * question (as given to lkv_ctx_eval_prompt). A file made with a policy is used
+ * only by a context with the same policy (canonical spec) for the identical
+ * tokens and n_question; it then restores all n tokens and the logits after
+ * the last (*n_loaded == n: nothing is left to evaluate, the policy's prompt
+ * step is not run again). Any other combination -- a policy file in a
+ * full-cache context or the other way round, another policy -- is refused with
+ * LKV_ERR_VERSION, a different prompt with LKV_ERR_RANGE; the caller then
+ * recomputes. Other returns as lkv_ctx_load_prompt. */
+int lkv_ctx_load_prompt_question(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n,
+                                 int n_question, int *n_loaded);
 
 /* ------------------------------------------------------------- sampling */
 

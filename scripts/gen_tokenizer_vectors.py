@@ -43,6 +43,9 @@ FIXED = [
     "mixed123abc456", "CamelCaseIdentifier", "snake_case_name", "ALLCAPS", "x²+y²=z²",
     "a\x04b", "x\x13\x14y\x1d", "\U00040000x", "\U000F0000 private",
     "Ελληνικά: αβγδε", "עברית", "العربية ١٢٣", "हिन्दी", "ไทย", "ქართული", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝟙𝟚𝟛",
+    # Gemma's control tokens and SentencePiece whitespace
+    "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", "<bos>x<eos>", "<pad>",
+    "\u2581word \u2581\u2581", "a  b   c    d\t\te\n \n  \n",
 ]
 
 # Characters drawn for random strings: a bit of every script and category.

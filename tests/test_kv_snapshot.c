@@ -1,5 +1,6 @@
 /* test_kv_snapshot.c -- snapshots: bit-exact round trips (memory and file,
- * mixed page formats, first-N-tokens), every single-byte flip and every
+ * mixed page formats, quantized q8/KIVI pages, first-N-tokens), every
+ * single-byte flip and every
  * truncation of a small snapshot refused with the cache unchanged, identity
  * and version mismatches, budget failure without partial state; CRC-32C and
  * hash sanity. `test_kv_snapshot --write-corpus DIR` writes the seed corpus
@@ -51,6 +52,19 @@ static lkv_seq *make_seq(lkv_cache *c, int n) {
     }
     free(k), free(v);
     return s;
+}
+
+/* Converts the pages of every list to a quantized format: list i gets
+ * formats[i % n_formats]; KIVI only full pages (its key group is the page). */
+static void quantize_seq(lkv_seq *s, const lkv_dtype *formats, int n_formats) {
+    lkv_cache_params cp = lkv_cache_get_params(lkv_seq_cache(s));
+    for (int l = 0; l < cp.n_layers; l++)
+        for (int h = 0; h < cp.kv_heads; h++) {
+            lkv_dtype to = formats[(l * cp.kv_heads + h) % n_formats];
+            int np = to == LKV_DTYPE_Q8 ? lkv_seq_n_pages(s, l, h)
+                                        : lkv_seq_n_tokens(s, l, h) / cp.page_tokens;
+            CHECK_OK(lkv_seq_convert(s, l, h, 0, np, to));
+        }
 }
 
 static void *save(const lkv_seq *s, int n_tokens, size_t *size) {
@@ -222,14 +236,70 @@ static void test_file(void) {
     lkv_cache_free(c);
 }
 
+/* Quantized pages (q8, KIVI-4, KIVI-2, mixed with f16 residual pages) round
+ * trip exactly: same formats, codes, scales, positions, attention bit for bit,
+ * and a re-save gives the same bytes. */
+static void test_quant_round_trip(void) {
+    const lkv_dtype q[] = {LKV_DTYPE_KIVI4, LKV_DTYPE_KIVI2, LKV_DTYPE_Q8};
+    lkv_cache *c = make_cache(3, 2, 40, 8, LKV_DTYPE_F16, 8 << 20, 42);
+    lkv_seq *a = make_seq(c, quick ? 37 : 101), *b = NULL;
+    quantize_seq(a, q, 3);
+    lkv_page_info pi;
+    CHECK_OK(lkv_seq_page_info(a, 0, 0, 0, &pi));
+    CHECK(pi.format == LKV_DTYPE_KIVI4, "page 0 is %d", pi.format);
+    size_t n1, n2, n3;
+    uint8_t *s1 = save(a, -1, &n1);
+    CHECK(s1[8] == 2, "written as version %d", s1[8]);
+    CHECK_OK(lkv_seq_load_mem(c, s1, n1, &b));
+    CHECK(b && seqs_equal(a, b, -1), "quantized: loaded sequence differs");
+    if (b) {
+        for (int l = 0; l < 3; l++)
+            for (int h = 0; h < 2; h++)
+                for (int j = 0; j < lkv_seq_n_pages(a, l, h); j++) {
+                    lkv_page_info i1, i2;
+                    CHECK_OK(lkv_seq_page_info(a, l, h, j, &i1));
+                    float mn[40], mx[40];
+                    memcpy(mn, i1.key_min, sizeof mn);
+                    memcpy(mx, i1.key_max, sizeof mx);
+                    CHECK_OK(lkv_seq_page_info(b, l, h, j, &i2));
+                    CHECK(i1.format == i2.format && i1.n == i2.n &&
+                              !memcmp(mn, i2.key_min, sizeof mn) && !memcmp(mx, i2.key_max, sizeof mx),
+                          "layer %d head %d page %d: format %d/%d or digest differs", l, h, j,
+                          i1.format, i2.format);
+                }
+        void *s2 = save(b, -1, &n2);
+        CHECK(n1 == n2 && !memcmp(s1, s2, n1), "quantized: re-saved snapshot differs");
+        free(s2);
+        lkv_attn_params p = lkv_attn_default_params();
+        p.head_dim = 40, p.q_heads = 4, p.kv_heads = 2;
+        float qv[4 * 40], o1[4 * 40], o2[4 * 40];
+        lkv_test_fill_normal(&rng, qv, 160, 1.0f);
+        for (int l = 0; l < 3; l++) {
+            CHECK_OK(lkv_seq_attend(a, l, &p, 1, qv, NULL, o1, NULL, NULL));
+            CHECK_OK(lkv_seq_attend(b, l, &p, 1, qv, NULL, o2, NULL, NULL));
+            CHECK(!memcmp(o1, o2, sizeof o1), "layer %d: attention after load differs", l);
+        }
+    }
+    /* the first 20 tokens: the partial last page keeps its whole key group */
+    lkv_seq *p20 = NULL;
+    void *s3 = save(a, 20, &n3);
+    CHECK_OK(lkv_seq_load_mem(c, s3, n3, &p20));
+    CHECK(p20 && seqs_equal(a, p20, 20), "quantized first-20-token snapshot");
+    free(s1), free(s3);
+    lkv_cache_free(c);
+}
+
 static int same_stats(const lkv_cache_stats *a, const lkv_cache_stats *b) {
     return a->committed == b->committed && a->in_use == b->in_use && a->n_pages == b->n_pages &&
            a->n_sequences == b->n_sequences;
 }
 
-static void test_corruption(void) {
+static void test_corruption(int quantized) {
     lkv_cache *c = make_cache(FZ_LAYERS, FZ_HEADS, FZ_DIM, FZ_PAGE, LKV_DTYPE_F16, 1 << 20, FZ_MODEL);
-    lkv_seq *a = make_seq(c, 6);
+    lkv_seq *a = make_seq(c, quantized ? 9 : 6);
+    const lkv_dtype q[] = {LKV_DTYPE_KIVI2, LKV_DTYPE_Q8, LKV_DTYPE_KIVI4};
+    if (quantized)
+        quantize_seq(a, q, 3);
     size_t n;
     uint8_t *s = save(a, -1, &n);
     lkv_cache_stats st0, st1;
@@ -273,12 +343,22 @@ static void test_corruption(void) {
     CHECK(lkv_seq_load_mem(c, m, n + 1, &b) == LKV_ERR_FORMAT, "extended file refused");
     /* a well-formed file of another version: VERSION, not FORMAT */
     memcpy(m, s, n);
-    m[8] = 2;
+    m[8] = 3;
     uint32_t hs = (uint32_t)m[12] | (uint32_t)m[13] << 8;
     uint32_t crc = lkv_crc32c(0, m, hs - 4);
     for (int i = 0; i < 4; i++)
         m[hs - 4 + i] = (uint8_t)(crc >> (8 * i));
-    CHECK(lkv_seq_load_mem(c, m, n, &b) == LKV_ERR_VERSION, "version 2 refused as VERSION");
+    CHECK(lkv_seq_load_mem(c, m, n, &b) == LKV_ERR_VERSION, "version 3 refused as VERSION");
+    /* version 1 (plain pages only) is still read; with a quantized page it is corrupt */
+    m[8] = 1;
+    crc = lkv_crc32c(0, m, hs - 4);
+    for (int i = 0; i < 4; i++)
+        m[hs - 4 + i] = (uint8_t)(crc >> (8 * i));
+    int rc1 = lkv_seq_load_mem(c, m, n, &b);
+    CHECK(quantized ? rc1 == LKV_ERR_FORMAT && !b : rc1 == LKV_OK && b && seqs_equal(a, b, -1),
+          "version 1 file (quantized %d) gave %d", quantized, rc1);
+    lkv_seq_free(b);
+    b = NULL;
     /* identity mismatches */
     lkv_cache *other[4] = {
         make_cache(FZ_LAYERS, FZ_HEADS, FZ_DIM, FZ_PAGE, LKV_DTYPE_F16, 1 << 20, FZ_MODEL + 1),
@@ -345,6 +425,33 @@ static int write_corpus(const char *dir) {
         free(s);
         lkv_cache_free(c);
     }
+    /* version 2: quantized pages (and a mixed sequence), plus a payload flip */
+    const lkv_dtype qf[][3] = {{LKV_DTYPE_Q8, LKV_DTYPE_Q8, LKV_DTYPE_Q8},
+                               {LKV_DTYPE_KIVI4, LKV_DTYPE_KIVI4, LKV_DTYPE_KIVI4},
+                               {LKV_DTYPE_KIVI2, LKV_DTYPE_KIVI2, LKV_DTYPE_KIVI2},
+                               {LKV_DTYPE_KIVI2, LKV_DTYPE_Q8, LKV_DTYPE_KIVI4}};
+    const char *qn[] = {"q8_7", "kivi4_9", "kivi2_8", "mixed_13"};
+    const int qlens[] = {7, 9, 8, 13};
+    for (int i = 0; i < 4; i++) {
+        lkv_cache *c = make_cache(FZ_LAYERS, FZ_HEADS, FZ_DIM, FZ_PAGE, LKV_DTYPE_F16, 1 << 20, FZ_MODEL);
+        lkv_seq *a = make_seq(c, qlens[i]);
+        quantize_seq(a, qf[i], 3);
+        size_t n;
+        uint8_t *s = save(a, -1, &n);
+        for (int mu = 0; mu < (i == 3 ? 2 : 1); mu++) {
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s_%s.bin", dir, mu ? "mutated_v2" : "valid_v2", qn[i]);
+            if (mu)
+                s[n - 40] ^= 0x10; /* a flip in the last page's scales */
+            FILE *f = fopen(path, "wb");
+            if (f) {
+                fwrite(s, 1, n, f);
+                fclose(f);
+            }
+        }
+        free(s);
+        lkv_cache_free(c);
+    }
     return 0;
 }
 
@@ -356,6 +463,8 @@ int main(int argc, char **argv) {
     test_hashes();
     test_round_trip();
     test_file();
-    test_corruption();
+    test_quant_round_trip();
+    test_corruption(0);
+    test_corruption(1);
     return lkv_test_finish("test_kv_snapshot");
 }

@@ -105,6 +105,22 @@ static void test_paris(lkv_model *m, lkv_threadpool *tp) {
                 out, sizeof out);
     printf("answer: %s\n", out);
     CHECK(strstr(out, "Paris") != NULL, "the answer does not mention Paris: '%s'", out);
+    /* An empty system message, what `longkv run --chat` sends without --system
+     * (the template renders it as an empty system turn): a clear answer. */
+    chat_greedy(m, tp, "", "What is the capital of France?", 24, out, sizeof out);
+    printf("answer (empty system message): %s\n", out);
+    CHECK(strstr(out, "Paris") != NULL, "empty system: the answer does not mention Paris: '%s'",
+          out);
+    /* the CLI's rule: the template inserts a default system message exactly when
+     * [user] renders longer than [empty system, user] */
+    lkv_chat_msg msgs[2] = {{"system", ""}, {"user", "Hi"}};
+    char a[512], b[512];
+    int la = lkv_chat_format(m, msgs + 1, 1, 1, a, sizeof a);
+    int lb = lkv_chat_format(m, msgs, 2, 1, b, sizeof b);
+    CHECK(la > lb && lb > 0, "default system message not detected (%d vs %d)", la, lb);
+    CHECK(lb > 0 && !strcmp(b, "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                               "<|im_start|>assistant\n"),
+          "empty system turn rendered as '%s'", b);
     /* the template's default system message: printed, not judged */
     chat_greedy(m, tp, NULL, "What is the capital of France?", 12, out, sizeof out);
     printf("answer (default system message): %s\n", out);
@@ -592,6 +608,110 @@ done:
     lkv_ctx_free(c);
 }
 
+/* ------------------------------------------------------------ ArkVale */
+
+/* Prefills ids[0..n_prompt) as the prompt (the policy's one-shot step runs),
+ * then decodes ids[n_prompt..n) one at a time; out [n - n_prompt + 1][V]: the
+ * logits after the prompt and after every decoded token. */
+static void run_press(lkv_model *m, lkv_threadpool *tp, const char *spec, int page_tokens,
+                      const int32_t *ids, int n_prompt, int n, float *out, size_t *kv_bytes,
+                      char *report, size_t cap) {
+    const int V = lkv_model_n_vocab(m);
+    lkv_press *p = NULL;
+    if (spec)
+        CHECK_OK(lkv_press_create(spec, &p));
+    lkv_ctx_params cp = lkv_ctx_default_params();
+    cp.n_ctx = 512;
+    cp.n_batch = 64;
+    cp.page_tokens = page_tokens;
+    cp.tp = tp;
+    cp.press = p;
+    lkv_ctx *ctx = NULL;
+    CHECK_OK(lkv_ctx_create(m, &cp, &ctx));
+    memset(out, 0, (size_t)(n - n_prompt + 1) * V * sizeof(float));
+    if (ctx && (!spec || p) && lkv_ctx_prefill_prompt(ctx, ids, n_prompt, 0) == LKV_OK) {
+        memcpy(out, lkv_ctx_logits(ctx), (size_t)V * sizeof(float));
+        for (int i = n_prompt; i < n; i++) {
+            int rc = lkv_ctx_decode(ctx, ids[i]);
+            CHECK(rc == LKV_OK, "%s: decode %d: %s", spec ? spec : "full", i, lkv_last_error());
+            if (rc < 0)
+                break;
+            memcpy(out + (size_t)(i - n_prompt + 1) * V, lkv_ctx_logits(ctx),
+                   (size_t)V * sizeof(float));
+        }
+    }
+    if (kv_bytes)
+        *kv_bytes = ctx ? lkv_ctx_kv_bytes(ctx) : 0;
+    if (report && cap) {
+        report[0] = '\0';
+        if (ctx)
+            lkv_ctx_press_report(ctx, report, cap);
+    }
+    lkv_ctx_free(ctx);
+    lkv_press_free(p);
+}
+
+/* ArkVale inside the model. (1) A page budget covering every page reproduces
+ * the full cache's logits exactly. (2) With a small budget pages really move
+ * to the backup tier and back; with sink_pages=0, recent_pages=1 ArkVale ranks
+ * pages exactly as Quest does (the same box bound, the newest page forced), so
+ * it must give Quest's logits bit for bit at the same number of attended
+ * pages: any page that came back from the backup tier changed, misplaced or
+ * not recalled would show. */
+static void test_arkvale(lkv_model *m, lkv_threadpool *tp) {
+    const char *text =
+        "It is a truth universally acknowledged, that a single man in possession of a good "
+        "fortune, must be in want of a wife. However little known the feelings or views of "
+        "such a man may be on his first entering a neighbourhood, this truth is so well fixed "
+        "in the minds of the surrounding families, that he is considered the rightful "
+        "property of some one or other of their daughters.";
+    int32_t ids[512];
+    int n1 = tokenize(m, text, 0, ids, 256);
+    /* the passage twice: the second copy attends back to the first (recalls) */
+    int n = n1;
+    for (int i = 1; i < n1 && n < 512; i++)
+        ids[n++] = ids[i];
+    const int n_prompt = n1 + 8, steps = n - n_prompt + 1;
+    const int V = lkv_model_n_vocab(m);
+    float *a = malloc((size_t)steps * V * sizeof(float));
+    float *b = malloc((size_t)steps * V * sizeof(float));
+    char rep[4096];
+    size_t kv_full = 0, kv_ark = 0;
+    if (!a || !b)
+        goto done;
+    run_press(m, tp, NULL, 32, ids, n_prompt, n, a, &kv_full, NULL, 0);
+    run_press(m, tp, "arkvale:page=32,page_budget=64,topk=64", 32, ids, n_prompt, n, b, NULL,
+              rep, sizeof rep);
+    CHECK(memcmp(a, b, (size_t)steps * V * sizeof(float)) == 0,
+          "arkvale with every page in budget != full cache logits");
+    CHECK(strstr(rep, "0 in backup") != NULL, "nothing offloaded: %s", rep);
+
+    run_press(m, tp, "quest:budget=64,page=16", 16, ids, n_prompt, n, a, NULL, NULL, 0);
+    run_press(m, tp, "arkvale:page=16,page_budget=5,topk=4,sink_pages=0,recent_pages=1", 16, ids,
+              n_prompt, n, b, &kv_ark, rep, sizeof rep);
+    size_t differ = 0;
+    for (int t = 0; t < steps; t++)
+        differ += memcmp(a + (size_t)t * V, b + (size_t)t * V, (size_t)V * sizeof(float)) != 0;
+    CHECK(differ == 0, "arkvale (pages through the backup tier) != quest logits at %zu of %d steps",
+          differ, steps);
+    long long recalls = -1, backup = -1;
+    const char *r = strstr(rep, "recalls ");
+    if (r)
+        recalls = atoll(r + 8);
+    r = strstr(rep, "pages: ");
+    r = r ? strstr(r, "fast memory, ") : NULL;
+    if (r)
+        backup = atoll(r + 13);
+    printf("arkvale page_budget=5 over %d tokens: %lld recalls, %lld pages in backup, kv %zu "
+           "bytes (full %zu)\n", n, recalls, backup, kv_ark, kv_full);
+    CHECK(recalls > 0 && backup > 0, "pages offloaded and recalled: %s", rep);
+    CHECK(kv_ark < kv_full, "arkvale holds fewer KV bytes in the pool (%zu vs %zu)", kv_ark,
+          kv_full);
+done:
+    free(a);
+    free(b);
+}
+
 int main(void) {
     if (!find_model()) {
         printf("test_model: skipped (no model at %s; run scripts/get_model.sh)\n", model_path);
@@ -616,6 +736,7 @@ int main(void) {
     test_chunked_vs_stepwise(m, tp);
     test_seeded_sampling(m, tp);
     test_prompt_snapshot(m, tp);
+    test_arkvale(m, tp);
     lkv_threadpool_free(tp);
     lkv_model_free(m);
     return lkv_test_finish("test_model");

@@ -274,6 +274,60 @@ static void test_question_kept(lkv_rng *r) {
     teardown(&f);
 }
 
+/* The percentage after "before %zu, after %zu (" in a report line, or -1. */
+static double report_percent(const char *buf, const char *line) {
+    const char *at = strstr(buf, line);
+    const char *open = at ? strchr(at, '(') : NULL;
+    return open ? atof(open + 1) : -1.0;
+}
+
+/* The report's "before/after" describe the prompt step: read when it starts
+ * and when every stage has run, never refreshed by decoding (which appends
+ * tokens again and once made "after" exceed "before": 100 decode steps after a
+ * snapkv:ratio=0.8 prompt of 200 tokens gave 40 + 100 tokens, >100%). The
+ * quantization line describes the first conversion, not a later moment. */
+static void test_report_bytes(lkv_rng *r) {
+    const char *specs[] = {"snapkv:ratio=0.8,window=8", "snapkv:ratio=0.5,window=8+int8:residual=32"};
+    for (int i = 0; i < 2; i++) {
+        fixture f;
+        setup(&f, r, 50);
+        lkv_cache_stats before, after, end;
+        CHECK_OK(lkv_cache_get_stats(f.cache, &before));
+        lkv_press_state *st = run_prefill(&f, specs[i], 0, r);
+        CHECK_OK(lkv_cache_get_stats(f.cache, &after));
+        if (!st) {
+            teardown(&f);
+            continue;
+        }
+        float k[HK * D], v[HK * D];
+        for (int step = 0; step < 150; step++) {
+            lkv_test_fill_normal(r, k, HK * D, 0.1f);
+            lkv_test_fill_normal(r, v, HK * D, 1.0f);
+            for (int l = 0; l < L; l++)
+                CHECK_OK(lkv_seq_append(f.seq, l, 1, NULL, k, v));
+            CHECK_OK(lkv_press_after_decode(st, f.seq, NULL));
+        }
+        CHECK_OK(lkv_cache_get_stats(f.cache, &end));
+        CHECK(end.committed > before.committed * 0.5, "decoding grew the cache again");
+        CHECK(st->bytes_before == before.committed && st->bytes_after == after.committed &&
+                  st->bytes_now == end.committed,
+              "%s: before %zu/%zu after %zu/%zu now %zu/%zu", specs[i], st->bytes_before,
+              before.committed, st->bytes_after, after.committed, st->bytes_now, end.committed);
+        char buf[4096];
+        lkv_press_state_report(st, buf, sizeof buf);
+        double pct = report_percent(buf, "KV bytes committed: before");
+        CHECK(pct > 0 && pct <= 100.0 &&
+                  fabs(pct - 100.0 * (double)after.committed / (double)before.committed) < 0.1,
+              "%s: report says %.1f%%:\n%s", specs[i], pct, buf);
+        if (i == 1) {
+            double q = report_percent(buf, "at the first quantization");
+            CHECK(st->quant_pages > 0 && q > 0 && q < 100.0, "quantization %.1f%%:\n%s", q, buf);
+        }
+        lkv_press_state_free(st);
+        teardown(&f);
+    }
+}
+
 int main(void) {
     lkv_rng r;
     lkv_rng_seed(&r, lkv_test_seed());
@@ -283,6 +337,7 @@ int main(void) {
     test_h2o(&r);
     test_tova_knorm_random_pyramid(&r);
     test_question_kept(&r);
+    test_report_bytes(&r);
     CHECK(lkv_alloc_bytes_in_use() == base, "no leak: %zu -> %zu", base, lkv_alloc_bytes_in_use());
     return lkv_test_finish("test_press_evict");
 }

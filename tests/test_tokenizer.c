@@ -571,11 +571,46 @@ static void test_model(const char *root) {
     lkv_gguf_close(g);
 }
 
+/* Gemma 3's SentencePiece vocabulary (262144 pieces, byte fallback, no space
+ * prefix, BOS added): the same llama.cpp vectors (scripts/gen_tokenizer_vectors.py
+ * models/gemma-3-270m-Q4_K_M.gguf > tests/data/tokenizer_gemma3.txt). */
+static void test_gemma3(const char *root) {
+    char path[4096], vec[4096];
+    snprintf(path, sizeof path, "%s/models/gemma-3-270m-Q4_K_M.gguf", root);
+    snprintf(vec, sizeof vec, "%s/tests/data/tokenizer_gemma3.txt", root);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("gemma3 tokenizer tests skipped: %s not found\n", path);
+        return;
+    }
+    fclose(f);
+    lkv_gguf *g = NULL;
+    CHECK_OK(lkv_gguf_open(path, &g));
+    if (!g)
+        return;
+    lkv_tokenizer *t = NULL;
+    double t0 = now_s();
+    CHECK_OK(lkv_tokenizer_from_gguf(g, &t));
+    printf("gemma3 tokenizer loaded in %.1f ms\n", 1e3 * (now_s() - t0));
+    if (t) {
+        CHECK(lkv_tokenizer_n_vocab(t) == 262144, "n_vocab %d", lkv_tokenizer_n_vocab(t));
+        CHECK(lkv_tokenizer_bos(t) == 2, "bos %d", lkv_tokenizer_bos(t));
+        CHECK(lkv_tokenizer_is_eog(t, 1), "<eos> ends generation");
+        int32_t ids[8];
+        int n = encode(t, "Hello", 5, 1, 0, ids, 8);
+        CHECK(n >= 2 && ids[0] == 2, "BOS is added (file: add_bos_token = true)");
+        test_vectors(t, vec);
+    }
+    lkv_tokenizer_free(t);
+    lkv_gguf_close(g);
+}
+
 int main(void) {
     test_unicode();
     test_bpe_synthetic();
     test_spm_synthetic();
     const char *root = getenv("LONGKV_ROOT");
     test_model(root ? root : ".");
+    test_gemma3(root ? root : ".");
     return lkv_test_finish("test_tokenizer");
 }

@@ -18,6 +18,7 @@ typedef struct model_alias {
 
 static const model_alias aliases[] = {
     {"smollm2", "models/SmolLM2-135M-Instruct.Q4_1.gguf"},
+    {"gemma3", "models/gemma-3-270m-Q4_K_M.gguf"}, /* scripts/get_model.sh --gemma */
 };
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
@@ -69,8 +70,8 @@ int cli_resolve_model(const char *cmd, const char *arg, char *out, size_t cap) {
     fprintf(stderr,
             "%s: model '%s' (%s) was not found next to the executable, under $LONGKV_ROOT "
             "or in the current directory.\n"
-            "  Download it with:  bash scripts/get_model.sh   (from the longkv repository)\n",
-            cmd, a->name, a->file);
+            "  Download it with:  bash scripts/get_model.sh%s   (from the longkv repository)\n",
+            cmd, a->name, a->file, strcmp(a->name, "gemma3") ? "" : " --gemma");
     return -1;
 }
 

@@ -7,7 +7,8 @@
  * each token attending to everything before it in the cache. Every token after
  * the first of a window is scored: ppl = exp(mean(-log p(token | prefix))).
  * --dump FILE writes one line per scored token ("index target argmax logprob")
- * for comparisons with other engines (tests/reference/compare_llamacpp.py).
+ * for comparisons with other engines (tests/reference/compare_llamacpp.py);
+ * --dump-logits FILE writes every scored token's whole logit row (f32).
  */
 #include <math.h>
 #include <stdio.h>
@@ -34,11 +35,12 @@ static void usage(FILE *f) {
             "  --max-windows N  stop after N windows\n"
             "  --kv-type T      f16 | bf16 | f32 (default f16)\n"
             "  --dump FILE      per-token lines: index target argmax logprob\n"
+            "  --dump-logits FILE  every scored token's logits, f32 little-endian [scored][V]\n"
             "  --press SPEC     KV compression policy active while decoding (see `longkv presses`)\n");
 }
 
 typedef struct ppl_opts {
-    const char *model, *file, *dump, *press;
+    const char *model, *file, *dump, *dump_logits, *press;
     long n_ctx, threads, batch, max_tokens, max_windows;
     lkv_dtype kv_type;
 } ppl_opts;
@@ -91,6 +93,8 @@ static int parse_args(int argc, char **argv, ppl_opts *o) {
             }
         } else if (!strcmp(a, "--dump")) {
             o->dump = val;
+        } else if (!strcmp(a, "--dump-logits")) {
+            o->dump_logits = val;
         } else if (!strcmp(a, "--press")) {
             o->press = val;
         } else {
@@ -130,6 +134,8 @@ typedef struct ppl_state {
     double t_prefill, t_decode;
     long n_prefill, n_decode;
     FILE *dump;
+    FILE *dump_logits;   /* raw f32 rows, or NULL */
+    int dump_failed;
     size_t kv_bytes_max;
     int kv_tokens_at_max;
 } ppl_state;
@@ -142,6 +148,8 @@ static void score(ppl_state *st, const float *logits, int V, long index, int32_t
     st->agree += am == target;
     if (st->dump)
         fprintf(st->dump, "%ld %d %d %.6f\n", index, (int)target, (int)am, lp);
+    if (st->dump_logits && fwrite(logits, sizeof(float), (size_t)V, st->dump_logits) != (size_t)V)
+        st->dump_failed = 1;
 }
 
 /* Scores one window toks[0..n) (starting at text index base). */
@@ -262,6 +270,13 @@ int cli_perplexity(int argc, char **argv) {
             goto done;
         }
     }
+    if (o.dump_logits) {
+        st.dump_logits = fopen(o.dump_logits, "wb");
+        if (!st.dump_logits) {
+            fprintf(stderr, "%s: cannot write '%s'\n", CMD, o.dump_logits);
+            goto done;
+        }
+    }
     int n_windows = 0;
     for (int start = 0; start + 1 < n; start += win) {
         if (o.max_windows > 0 && n_windows >= o.max_windows)
@@ -287,6 +302,10 @@ int cli_perplexity(int argc, char **argv) {
 done:
     if (st.dump && fclose(st.dump) != 0) {
         fprintf(stderr, "%s: writing '%s' failed\n", CMD, o.dump);
+        status = 1;
+    }
+    if (st.dump_logits && (fclose(st.dump_logits) != 0 || st.dump_failed)) {
+        fprintf(stderr, "%s: writing '%s' failed\n", CMD, o.dump_logits);
         status = 1;
     }
     free(chunk_logits);

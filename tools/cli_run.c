@@ -4,7 +4,9 @@
  * prompt and generation speeds and the KV bytes held to stderr. With
  * --prompt-cache FILE the prompt's KV is restored from FILE when it belongs to
  * the same model and prompt prefix (otherwise the file is reported, ignored and
- * rewritten after the prefill).
+ * rewritten after the prefill). With --press the file holds the compressed
+ * cache the policy left after the prompt, and its spec: it is reused only for
+ * the same policy and the identical prompt, else reported and recomputed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +31,11 @@ static void usage(FILE *f) {
             "  -t THREADS          threads (default: the CPUs available)\n"
             "  -b BATCH            prefill chunk in tokens (default 256)\n"
             "  --chat              wrap the prompt in the model's chat template\n"
-            "  --system TEXT       system message for --chat (default: the template's)\n"
+            "  --system TEXT       system message for --chat (default: an empty one when the\n"
+            "                      template would insert its own default, see below)\n"
+            "  --template-system   --chat without --system: keep the system message the\n"
+            "                      template inserts (SmolLM2's \"You are a helpful AI\n"
+            "                      assistant named SmolLM...\"), as llama.cpp and HF do\n"
             "  --temp T            temperature; 0 = greedy (default 0.8)\n"
             "  --top-p P           nucleus sampling mass (default 0.95)\n"
             "  --top-k K           keep the K most likely tokens; 0 = off (default 0)\n"
@@ -46,7 +52,7 @@ typedef struct run_opts {
     long n_predict, n_ctx, threads, batch, top_k;
     double temp, top_p;
     uint64_t seed;
-    int seed_set, chat;
+    int seed_set, chat, template_system;
     lkv_dtype kv_type;
 } run_opts;
 
@@ -99,6 +105,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
                 return -1;
         } else if (!strcmp(a, "--chat")) {
             o->chat = 1;
+        } else if (!strcmp(a, "--template-system")) {
+            o->template_system = 1;
         } else if (!strcmp(a, "--system")) {
             NEED_VAL();
             o->system = val;
@@ -162,28 +170,12 @@ static int parse_args(int argc, char **argv, run_opts *o) {
     }
     if (cli_check_press(CMD, o->press) < 0)
         return -1;
-    if (o->press && o->cache_file && strcmp(o->press, "full") && strcmp(o->press, "none")) {
-        fprintf(stderr, "%s: --prompt-cache with a compression policy is not supported yet\n", CMD);
-        return -1;
-    }
     return 0;
 }
 
-/* Builds the text to tokenize: the prompt, or the chat-formatted prompt.
+/* Formats msgs[0..n) with the model's chat template and the assistant header.
  * Returns a malloc'ed string or NULL (error printed). */
-static char *build_prompt(const run_opts *o, lkv_model *m, const char *prompt) {
-    if (!o->chat)
-        return strdup(prompt);
-    lkv_chat_msg msgs[2];
-    int n = 0;
-    if (o->system) {
-        msgs[n].role = "system";
-        msgs[n].content = o->system;
-        n++;
-    }
-    msgs[n].role = "user";
-    msgs[n].content = prompt;
-    n++;
+static char *chat_format(lkv_model *m, const lkv_chat_msg *msgs, int n) {
     int len = lkv_chat_format(m, msgs, n, 1, NULL, 0);
     if (len < 0) {
         fprintf(stderr, "%s: --chat: %s\n", CMD, lkv_last_error());
@@ -196,6 +188,39 @@ static char *build_prompt(const run_opts *o, lkv_model *m, const char *prompt) {
         return NULL;
     }
     return buf;
+}
+
+/* Builds the text to tokenize: the prompt, or the chat-formatted prompt.
+ *
+ * --chat without --system: when the template, given no system message, writes
+ * a default one of its own (SmolLM2's "You are a helpful AI assistant named
+ * SmolLM, trained by Hugging Face"), we send an empty system message instead,
+ * which the template renders as an empty system turn. With SmolLM2-135M's
+ * default, greedy decoding answers "What is the capital of France?" with
+ * "L'Etoile, la Marseillaise..." and the Italian question in Italian (llama.cpp
+ * does the same; the first token is a near-tie: "L" over "The" by 0.2-0.3
+ * logit under int8 activations, "The" by 0.08 in float64); with the empty
+ * system turn it answers "The capital of France is Paris." A template inserts
+ * a default exactly when the prompt it writes for [user] is longer than the one
+ * for [empty system, user]; templates without a default (Gemma, plain ChatML)
+ * keep getting no system message. --template-system keeps the default.
+ * Returns a malloc'ed string or NULL (error printed). */
+static char *build_prompt(const run_opts *o, lkv_model *m, const char *prompt) {
+    if (!o->chat)
+        return strdup(prompt);
+    lkv_chat_msg msgs[2] = {{"system", o->system ? o->system : ""}, {"user", prompt}};
+    if (o->system)
+        return chat_format(m, msgs, 2);
+    char *plain = chat_format(m, msgs + 1, 1);
+    if (!plain || o->template_system)
+        return plain;
+    char *empty = chat_format(m, msgs, 2);
+    if (!empty || strlen(plain) <= strlen(empty)) {
+        free(empty);
+        return plain; /* no default system message of the template's own */
+    }
+    free(plain);
+    return empty;
 }
 
 /* Tokenizes text into a malloc'ed array; NULL on error (printed). */
@@ -216,13 +241,16 @@ static int32_t *tokenize(lkv_model *m, const char *text, int parse_special, int 
     return ids;
 }
 
-/* Restores the prompt's KV from the cache file when it matches. Returns the
- * number of prompt tokens restored (0 when not usable; reported). */
-static int load_prompt_cache(lkv_ctx *ctx, const char *path, const int32_t *ids, int n) {
+/* Restores the prompt's KV from the cache file when it matches (with a
+ * policy: the same policy, prompt and question split; the whole prompt step is
+ * restored then). Returns the number of prompt tokens restored (0 when not
+ * usable; reported). */
+static int load_prompt_cache(lkv_ctx *ctx, const char *path, const int32_t *ids, int n,
+                             int n_question) {
     if (access(path, F_OK) != 0)
         return 0;
     int got = 0;
-    int rc = lkv_ctx_load_prompt(ctx, path, ids, n, &got);
+    int rc = lkv_ctx_load_prompt_question(ctx, path, ids, n, n_question, &got);
     if (rc < 0) {
         fprintf(stderr, "%s: prompt cache '%s' not used (%s): %s; recomputing\n", CMD, path,
                 lkv_strerror(rc), lkv_last_error());
@@ -310,9 +338,13 @@ static int generate(const run_opts *o, lkv_model *m, lkv_threadpool *tp, const c
     }
 
     /* prompt: restore what the cache file holds, evaluate the rest */
-    int reused = o->cache_file ? load_prompt_cache(ctx, o->cache_file, ids, n_prompt) : 0;
+    int reused =
+        o->cache_file ? load_prompt_cache(ctx, o->cache_file, ids, n_prompt, n_question) : 0;
     double t0 = cli_now();
-    rc = lkv_ctx_prefill_prompt(ctx, ids + reused, n_prompt - reused, n_question);
+    rc = LKV_OK; /* all of it restored (a policy's prompt step): nothing to evaluate */
+    if (reused < n_prompt)
+        rc = lkv_ctx_prefill_prompt(ctx, ids + reused, n_prompt - reused,
+                                    n_question <= n_prompt - reused ? n_question : 0);
     double t_prompt = cli_now() - t0;
     if (rc < 0) {
         fprintf(stderr, "%s: prefill failed: %s\n", CMD, lkv_last_error());

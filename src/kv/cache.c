@@ -25,10 +25,13 @@ static kv_layout layout_of(const kv_format *f, int pt, int d) {
     size_t off = R64(sizeof(kv_page));
     L.pos = off;
     off += R64((size_t)pt * 4);
-    L.kmin = off;
-    off += R64((size_t)d * 4);
-    L.kmax = off;
-    off += R64((size_t)d * 4);
+    L.kmin = L.kmax = 0; /* derived digest (KIVI): nothing stored */
+    if (!f->digest) {
+        L.kmin = off;
+        off += R64((size_t)d * 4);
+        L.kmax = off;
+        off += R64((size_t)d * 4);
+    }
     L.k_aux = off;
     off += R64(f->k_aux_bytes(pt, d));
     L.v_aux = off;
@@ -140,6 +143,10 @@ int lkv_cache_get_stats(const lkv_cache *c, lkv_cache_stats *out) {
     out->n_commits = pl->n_commits;
     out->n_releases = pl->n_releases;
     out->n_evictions = c->n_evictions;
+    out->n_backup_pages = c->n_backup_pages;
+    out->backup_bytes = c->backup_bytes;
+    out->n_offloads = c->n_offloads;
+    out->n_recalls = c->n_recalls;
     return LKV_OK;
 }
 
@@ -216,7 +223,7 @@ static kv_page *page_init(lkv_cache *c, int format, int layer, int head, void **
     pg->k = mem[KV_ROLE_K];
     pg->v = mem[KV_ROLE_V];
     float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
-    for (int i = 0; i < c->p.head_dim; i++) {
+    for (int i = 0; mn && i < c->p.head_dim; i++) {
         mn[i] = FLT_MAX;
         mx[i] = -FLT_MAX;
     }
@@ -294,13 +301,18 @@ void kv_page_unref(lkv_cache *c, kv_page *pg) {
     if (!pg || --pg->refcount > 0)
         return;
     c->n_pages--;
-    c->list_bytes[pg->layer * c->p.kv_heads + pg->head] -= page_bytes(&c->layout[pg->format]);
+    int offloaded = pg->backup != NULL; /* K/V in the backup tier, not in the pool */
+    c->list_bytes[pg->layer * c->p.kv_heads + pg->head] -=
+        offloaded ? c->layout[pg->format].bytes[KV_ROLE_META] : page_bytes(&c->layout[pg->format]);
+    if (offloaded)
+        kv_backup_release(c, pg);
     int16_t cls[KV_ROLES];
     uint32_t slot[KV_ROLES];
     memcpy(cls, pg->cls, sizeof cls);
     memcpy(slot, pg->slot, sizeof slot);
     for (int r = KV_ROLES - 1; r >= 0; r--) /* the header goes last */
-        kv_pool_free(&c->pool, cls[r], slot[r]);
+        if (r == KV_ROLE_META || !offloaded) /* offloaded K/V: released above */
+            kv_pool_free(&c->pool, cls[r], slot[r]);
 }
 
 kv_page_ptrs kv_page_arrays(const lkv_cache *c, const kv_page *pg) {
@@ -318,15 +330,31 @@ int32_t *kv_page_pos(const lkv_cache *c, const kv_page *pg) {
     return (int32_t *)((uint8_t *)pg + c->layout[pg->format].pos);
 }
 float *kv_page_kmin(const lkv_cache *c, const kv_page *pg) {
-    return (float *)((uint8_t *)pg + c->layout[pg->format].kmin);
+    size_t off = c->layout[pg->format].kmin;
+    return off ? (float *)((uint8_t *)pg + off) : NULL;
 }
 float *kv_page_kmax(const lkv_cache *c, const kv_page *pg) {
-    return (float *)((uint8_t *)pg + c->layout[pg->format].kmax);
+    size_t off = c->layout[pg->format].kmax;
+    return off ? (float *)((uint8_t *)pg + off) : NULL;
+}
+
+void kv_page_get_digest(const lkv_cache *c, const kv_page *pg, float *kmin, float *kmax) {
+    const int d = c->p.head_dim;
+    const kv_format *f = kv_format_get(pg->format);
+    if (f->digest) { /* k_aux lives in the meta extent: valid while offloaded too */
+        kv_page_ptrs a = kv_page_arrays(c, pg);
+        f->digest(&a, c->p.page_tokens, d, kmin, kmax);
+        return;
+    }
+    memcpy(kmin, kv_page_kmin(c, pg), (size_t)d * sizeof(float));
+    memcpy(kmax, kv_page_kmax(c, pg), (size_t)d * sizeof(float));
 }
 
 void kv_page_digest(const lkv_cache *c, kv_page *pg, int n) {
     int d = c->p.head_dim;
     float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
+    if (!mn)
+        return; /* derived from the aux arrays (kv_format.digest) */
     for (int i = 0; i < d; i++) {
         mn[i] = FLT_MAX;
         mx[i] = -FLT_MAX;

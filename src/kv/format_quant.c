@@ -125,6 +125,22 @@ static void kivi_write(lkv_dtype dt, const kv_page_ptrs *pg, int pt, int d, int 
     }
 }
 
+/* The key digest of a KIVI page, derived instead of stored: channel c's keys
+ * decode to min_c + scale_c * code with code in [0, 2^b - 1], so
+ * [min_c, min_c + (2^b - 1) scale_c] holds every stored key. The encoder sets
+ * min_c to the channel's minimum rounded down to a half and scale_c to the
+ * span over 2^b - 1 rounded up, so the extreme codes occur and the box is the
+ * one a scan of the decoded keys gives (up to that rounding). */
+static void kivi_digest(int bits, const kv_page_ptrs *pg, int d, float *kmin, float *kmax) {
+    const uint16_t *aux = pg->k_aux; /* [2][d]: scale, min */
+    const float L = (float)((1 << bits) - 1);
+    for (int c = 0; c < d; c++) {
+        float s = lkv_half_to_float(aux[c]), m = lkv_half_to_float(aux[d + c]);
+        kmin[c] = m;
+        kmax[c] = m + s * L;
+    }
+}
+
 #define KIVI_FNS(name, DT)                                                                   \
     static void name##_init(const kv_page_ptrs *pg, int pt, int d) { kivi_init(DT, pg, pt, d); } \
     static void name##_write(const kv_page_ptrs *pg, int pt, int d, int slot, int n,          \
@@ -135,17 +151,21 @@ static void kivi_write(lkv_dtype dt, const kv_page_ptrs *pg, int pt, int d, int 
                             float *v) {                                                      \
         (void)pt;                                                                            \
         quant_read(DT, pg, d, slot, n, k, v);                                                \
+    }                                                                                        \
+    static void name##_digest(const kv_page_ptrs *pg, int pt, int d, float *kmin, float *kmax) { \
+        (void)pt;                                                                            \
+        kivi_digest(lkv_kvq_bits(DT), pg, d, kmin, kmax);                                    \
     }
 KIVI_FNS(kivi4, LKV_DTYPE_KIVI4)
 KIVI_FNS(kivi2, LKV_DTYPE_KIVI2)
 
 static const kv_format quant_formats[3] = {
     {"q8", LKV_DTYPE_Q8, LKV_DTYPE_Q8, q8_rows, q8_rows, q8_aux, q8_aux, 0, q8_write, q8_read,
-     NULL},
+     NULL, NULL},
     {"kivi4", LKV_DTYPE_KIVI4, LKV_DTYPE_KIVI4, kivi4_rows, kivi4_rows, kivi_kaux, kivi_vaux, 0,
-     kivi4_write, kivi4_read, kivi4_init},
+     kivi4_write, kivi4_read, kivi4_init, kivi4_digest},
     {"kivi2", LKV_DTYPE_KIVI2, LKV_DTYPE_KIVI2, kivi2_rows, kivi2_rows, kivi_kaux, kivi_vaux, 0,
-     kivi2_write, kivi2_read, kivi2_init},
+     kivi2_write, kivi2_read, kivi2_init, kivi2_digest},
 };
 
 const kv_format *kv_format_quant(int tag) {

@@ -41,6 +41,11 @@ typedef struct kv_format {
     /* optional (NULL for plain formats): puts a fresh page in a defined state
      * (KIVI: zero scales, so slots not yet written decode to 0) */
     void (*init)(const kv_page_ptrs *pg, int page_tokens, int d);
+    /* optional: the key digest (per-channel box holding every stored key) is
+     * derived from the page's aux arrays instead of being stored (KIVI: the
+     * channel's min and min + (2^b - 1) * scale), so the page keeps no
+     * key_min/key_max arrays. NULL: the digest is stored and maintained. */
+    void (*digest)(const kv_page_ptrs *pg, int page_tokens, int d, float *kmin, float *kmax);
 } kv_format;
 
 /* Traits of a format tag, or NULL if this build cannot store it. */
@@ -52,7 +57,8 @@ const kv_format *kv_format_quant(int tag);
 
 /* A page is three pool extents, each from its own size class (so its own
  * address range): the meta extent starting with this header, then (offsets in
- * kv_layout) pos [pt] int32, key_min [d] f32, key_max [d] f32, k_aux, v_aux;
+ * kv_layout) pos [pt] int32, key_min [d] f32, key_max [d] f32 (absent when the
+ * format derives its digest, kv_format.digest), k_aux, v_aux;
  * the K extent; the V extent. Keeping K and V of all pages in separate ranges
  * means pages appended together (a prefill chunk) lie back to back, so the
  * attention kernel streams K and V like two contiguous arrays. */
@@ -66,11 +72,15 @@ typedef struct kv_page {
     int32_t layer, head;  /* which list it belongs to */
     int16_t cls[KV_ROLES];   /* pool class of each extent */
     uint32_t slot[KV_ROLES]; /* index of each extent in its class */
-    void *k, *v;          /* the K and V extents */
+    void *k, *v;          /* the K and V extents (in the backup block while offloaded) */
+    void *backup;         /* backup tier (backup.c): heap block [K extent][V extent] holding
+                           * the page's K and V while its pool extents are uncommitted;
+                           * NULL while the page is resident in the pool */
 } kv_page;
 
 typedef struct kv_layout {
-    size_t pos, kmin, kmax, k_aux, v_aux; /* offsets in the meta extent */
+    size_t pos, kmin, kmax, k_aux, v_aux; /* offsets in the meta extent (kmin = kmax = 0:
+                                           * no stored digest) */
     size_t bytes[KV_ROLES];               /* extent sizes, multiples of 64 */
 } kv_layout;
 
@@ -161,6 +171,7 @@ struct lkv_seq {
     size_t runs_cap;
     lkv_kv_head_runs *heads; /* [kv_heads] */
     kv_page **tmp_pages;  /* append scratch */
+    float *digest_tmp;    /* [2][head_dim] derived digests handed out by lkv_seq_page_info */
     size_t tmp_cap;
 };
 
@@ -193,6 +204,9 @@ struct lkv_cache {
     lkv_seq *seqs;
     int64_t n_seqs, n_pages, n_evictions;
     kv_prefix prefix;
+    /* backup tier (backup.c): pages whose K/V live outside the pool */
+    int64_t n_backup_pages, n_offloads, n_recalls;
+    size_t backup_bytes;
 };
 
 /* cache.c */
@@ -200,9 +214,12 @@ int kv_page_new(lkv_cache *c, int format, int layer, int head, kv_page **out);
 void kv_page_unref(lkv_cache *c, kv_page *pg);
 kv_page_ptrs kv_page_arrays(const lkv_cache *c, const kv_page *pg);
 int32_t *kv_page_pos(const lkv_cache *c, const kv_page *pg);
+/* The stored key digest of a page, or NULL when its format derives it. */
 float *kv_page_kmin(const lkv_cache *c, const kv_page *pg);
 float *kv_page_kmax(const lkv_cache *c, const kv_page *pg);
-/* Recomputes the key digest from slots [0, n) (stored values). */
+/* The key digest into kmin, kmax [d], stored or derived. */
+void kv_page_get_digest(const lkv_cache *c, const kv_page *pg, float *kmin, float *kmax);
+/* Recomputes the key digest from slots [0, n) (stored values); no-op when derived. */
 void kv_page_digest(const lkv_cache *c, kv_page *pg, int n);
 /* Copies slots [src0, src0+n) of src to [dst0, dst0+n) of dst (same format),
  * positions included; does not touch digests or fill. */
@@ -213,6 +230,11 @@ void kv_list_refresh(const lkv_cache *c, kv_list *l, int from);
 /* Ensures list capacity for `more` extra refs. */
 int kv_list_reserve(kv_list *l, int more);
 int kv_seq_new(lkv_cache *c, lkv_seq **out);
+
+/* backup.c */
+/* Frees the backup block of an offloaded page that is being released, and
+ * returns its K/V pool indices (reserved, uncommitted) to the free lists. */
+void kv_backup_release(lkv_cache *c, kv_page *pg);
 
 /* prefix.c */
 void kv_prefix_destroy(lkv_cache *c);

@@ -64,11 +64,13 @@ int kv_seq_new(lkv_cache *c, lkv_seq **out) {
         s->c = c;
         s->lists = lkv_calloc((size_t)c->n_lists, sizeof *s->lists);
         s->heads = lkv_calloc((size_t)c->p.kv_heads, sizeof *s->heads);
+        s->digest_tmp = lkv_malloc((size_t)2 * c->p.head_dim * sizeof(float));
     }
-    if (!s || !s->lists || !s->heads) {
+    if (!s || !s->lists || !s->heads || !s->digest_tmp) {
         if (s) {
             lkv_free(s->lists);
             lkv_free(s->heads);
+            lkv_free(s->digest_tmp);
         }
         lkv_free(s);
         LKV_FAIL(LKV_ERR_NOMEM, "kv: out of memory creating a sequence");
@@ -113,6 +115,7 @@ void lkv_seq_free(lkv_seq *s) {
     lkv_free(s->heads);
     lkv_free(s->runs);
     lkv_free(s->tmp_pages);
+    lkv_free(s->digest_tmp);
     lkv_free(s);
 }
 
@@ -159,6 +162,8 @@ static int32_t list_last_pos(const lkv_cache *c, const kv_list *l, int *has) {
 static void digest_add(const lkv_cache *c, kv_page *pg, int slot0, int n) {
     int d = c->p.head_dim;
     float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
+    if (!mn)
+        return; /* derived (kv_format.digest) */
     const kv_format *f = kv_format_get(pg->format);
     kv_page_ptrs a = kv_page_arrays(c, pg);
     float row[256];
@@ -347,6 +352,13 @@ int lkv_seq_page_info(const lkv_seq *s, int layer, int head, int page, lkv_page_
     out->pos = kv_page_pos(s->c, r->page);
     out->key_min = kv_page_kmin(s->c, r->page);
     out->key_max = kv_page_kmax(s->c, r->page);
+    if (!out->key_min) { /* derived digest (KIVI): into the sequence's scratch */
+        float *mn = s->digest_tmp, *mx = s->digest_tmp + s->c->p.head_dim;
+        kv_page_get_digest(s->c, r->page, mn, mx);
+        out->key_min = mn;
+        out->key_max = mx;
+    }
+    out->in_backup = r->page->backup != NULL;
     return LKV_OK;
 }
 

@@ -1,12 +1,12 @@
 /* snapshot.c -- saving a sequence to a file (or memory) and loading it back.
  *
- * FORMAT, version 1. All integers little-endian; CRC = CRC-32C
+ * FORMAT, version 2 (version 1 is still read). All integers little-endian; CRC = CRC-32C
  * (src/common/hash.h). A file is: header, list table, header CRC, pages in list
  * order (list i = layer * kv_heads + head) and page order, trailer.
  *
  *   Header (48 bytes)
  *     0   8  magic "LKVSNAP\0"
- *     8   4  u32 version = 1 (any other value: LKV_ERR_VERSION)
+ *     8   4  u32 version = 2 (1 is read too; any other value: LKV_ERR_VERSION)
  *    12   4  u32 header_size = 48 + 8 * n_lists + 4 (bytes up to and including
  *            the header CRC), n_lists = n_layers * kv_heads
  *    16   8  u64 model_id            -- must equal the cache's (else LKV_ERR_VERSION)
@@ -23,18 +23,26 @@
  *
  *   Page: header (32 bytes) + payload
  *     0   4  magic "PAGE"
- *     4   4  u32 format tag (0 f32, 1 f16, 2 bf16; kv_format tags)
+ *     4   4  u32 format tag (0 f32, 1 f16, 2 bf16, 3 q8, 4 kivi4, 5 kivi2; kv_format
+ *            tags; version 1 files hold only the plain ones, 0..2)
  *     8   4  u32 list index
  *    12   4  u32 page index in the list
  *    16   4  u32 n: slots (page_tokens, except the last page of a list: 1..page_tokens)
  *    20   4  u32 payload_size
  *    24   4  u32 payload CRC
  *    28   4  u32 CRC of page-header bytes [0, 28)
- *     payload (plain formats):
- *       pos [n] i32 original positions (strictly ascending along the whole list)
- *       K   [n][head_dim] elements of the format (f32: 4 bytes, f16/bf16: 2 bytes)
- *       V   [n][head_dim] likewise
- *     (payload_size must equal 4n + 2 * n * head_dim * element size)
+ *     payload: the page's arrays as they lie in the pool (kv/format.c,
+ *     kv/format_quant.c; with d = head_dim):
+ *       pos   [n] i32 original positions (strictly ascending along the whole list)
+ *       K     n rows: plain [n][d] elements (f32: 4 bytes, f16/bf16: 2 bytes);
+ *             q8 [n][d] int8 codes; kiviB [n][16 * ceil(d / (128/B))] packed codes
+ *       V     n rows, the same layout
+ *       k_aux plain: nothing; q8: [n] half scales; kivi: [2][d] halves (per-channel
+ *             scale, then min, over the page's key group -- all n slots)
+ *       v_aux plain: nothing; q8: [n] half scales; kivi: [n][ceil(d/32)][2] halves
+ *     (payload_size must equal the sum of these sizes for the format and n.)
+ *     Quantized pages are restored exactly: codes and scales are copied, never
+ *     re-encoded, so a loaded page decodes to the very values it held.
  *
  *   Trailer (16 bytes)
  *     0   8  magic "LKVEND\0\0"
@@ -42,7 +50,8 @@
  *
  * Every byte is covered by a CRC or compared against an exact expected value,
  * so any single-byte change and any truncation or extension is detected.
- * Key digests are not stored: they are recomputed from the loaded keys.
+ * Key digests are not stored: they are recomputed from the loaded keys (KIVI
+ * pages derive theirs from the stored scales).
  * Loading validates the whole input before touching the cache.
  */
 #include <errno.h>
@@ -58,7 +67,7 @@
 #include "common/hash.h"
 #include "kv/kv.h"
 
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u /* written; version 1 (plain pages only) is read too */
 #define HDR_FIXED 48
 #define PAGE_HDR 32
 #define TRAILER 16
@@ -140,8 +149,31 @@ static int list_keep(const kv_list *l, int n_tokens) {
     return n_tokens < 0 || n_tokens > l->n_tokens ? l->n_tokens : n_tokens;
 }
 
+/* The page arrays a snapshot stores for n slots, in payload order. */
+typedef struct snap_arrays {
+    size_t bytes[4]; /* K, V, k_aux, v_aux */
+} snap_arrays;
+
+static snap_arrays arrays_of(const lkv_cache *c, int fmt, int n) {
+    const kv_format *f = kv_format_get(fmt);
+    const int d = c->p.head_dim;
+    snap_arrays a = {{f->k_bytes(n, d), f->v_bytes(n, d), f->k_aux_bytes(n, d),
+                      f->v_aux_bytes(n, d)}};
+    return a;
+}
+
 static size_t payload_bytes(const lkv_cache *c, int fmt, int n) {
-    return (size_t)n * 4 + 2 * (size_t)n * c->p.head_dim * kv_format_get(fmt)->elem_bytes;
+    snap_arrays a = arrays_of(c, fmt, n);
+    return (size_t)n * 4 + a.bytes[0] + a.bytes[1] + a.bytes[2] + a.bytes[3];
+}
+
+/* Where each array of a page starts, in payload order. */
+static void page_array_ptrs(const lkv_cache *c, const kv_page *pg, void *out[4]) {
+    kv_page_ptrs a = kv_page_arrays(c, pg);
+    out[0] = a.k;
+    out[1] = a.v;
+    out[2] = a.k_aux;
+    out[3] = a.v_aux;
 }
 
 static int check_save(const lkv_seq *s) {
@@ -149,12 +181,7 @@ static int check_save(const lkv_seq *s) {
         LKV_FAIL(LKV_ERR_INVALID, "snapshot: NULL sequence");
     if (!host_is_le())
         LKV_FAIL(LKV_ERR_UNSUPPORTED, "snapshot: big-endian hosts are not supported yet");
-    const lkv_cache *c = s->c;
-    for (int i = 0; i < c->n_lists; i++)
-        for (int j = 0; j < s->lists[i].n_pages; j++)
-            if (!kv_format_get(s->lists[i].refs[j].page->format)->elem_bytes)
-                LKV_FAIL(LKV_ERR_UNSUPPORTED, "snapshot: page format not serialisable yet");
-    return LKV_OK;
+    return LKV_OK; /* every page format is serialisable (version 2) */
 }
 
 int lkv_seq_snapshot_size(const lkv_seq *s, int n_tokens, size_t *size) {
@@ -211,12 +238,14 @@ static void write_snapshot(const lkv_seq *s, int n_tokens, size_t total, snap_ou
         for (int j = 0; j * pt < keep; j++) {
             const kv_page *pg = l->refs[j].page;
             int n = keep - j * pt < pt ? keep - j * pt : pt;
-            size_t row = kv_format_get(pg->format)->elem_bytes * (size_t)d;
-            kv_page_ptrs a = kv_page_arrays(c, pg);
+            snap_arrays sa = arrays_of(c, pg->format, n);
+            void *arr[4];
+            page_array_ptrs(c, pg, arr);
             const int32_t *pos = kv_page_pos(c, pg);
             uint32_t pc = lkv_crc32c(0, pos, (size_t)n * 4);
-            pc = lkv_crc32c(pc, a.k, (size_t)n * row);
-            pc = lkv_crc32c(pc, a.v, (size_t)n * row);
+            for (int r = 0; r < 4; r++)
+                if (sa.bytes[r])
+                    pc = lkv_crc32c(pc, arr[r], sa.bytes[r]);
             uint8_t ph[PAGE_HDR];
             memcpy(ph, "PAGE", 4);
             put32(ph + 4, (uint32_t)pg->format);
@@ -228,8 +257,9 @@ static void write_snapshot(const lkv_seq *s, int n_tokens, size_t total, snap_ou
             put32(ph + 28, lkv_crc32c(0, ph, 28));
             out_put(w, ph, PAGE_HDR);
             out_put(w, pos, (size_t)n * 4);
-            out_put(w, a.k, (size_t)n * row);
-            out_put(w, a.v, (size_t)n * row);
+            for (int r = 0; r < 4; r++)
+                if (sa.bytes[r])
+                    out_put(w, arr[r], sa.bytes[r]);
         }
     }
     uint8_t tr[TRAILER];
@@ -326,9 +356,9 @@ static int validate(const lkv_cache *c, const uint8_t *p, size_t size, size_t *f
     if (memcmp(p, MAGIC, 8))
         LKV_FAIL(LKV_ERR_FORMAT, "%s: bad magic (not a longkv snapshot)", fn);
     uint32_t version = get32(p + 8);
-    if (version != SNAP_VERSION)
-        LKV_FAIL(LKV_ERR_VERSION, "%s: version %u, this build reads version %u", fn, version,
-                 SNAP_VERSION);
+    if (version != SNAP_VERSION && version != 1)
+        LKV_FAIL(LKV_ERR_VERSION, "%s: version %u, this build reads versions 1 and %u", fn,
+                 version, SNAP_VERSION);
     uint64_t hsize = get32(p + 12);
     if (get32(p + 24) > 65536 || get32(p + 28) > 65536)
         LKV_FAIL(LKV_ERR_FORMAT, "%s: implausible geometry (corrupt)", fn);
@@ -376,8 +406,11 @@ static int validate(const lkv_cache *c, const uint8_t *p, size_t size, size_t *f
                          (unsigned long long)i, j);
             uint32_t fmt = get32(ph + 4), n = get32(ph + 16), psize = get32(ph + 20);
             const kv_format *f = kv_format_get((int)fmt);
-            if (!f || !f->elem_bytes)
+            if (!f)
                 LKV_FAIL(LKV_ERR_VERSION, "%s: page format %u unknown to this build", fn, fmt);
+            if (version == 1 && !f->elem_bytes) /* quantized pages came with version 2 */
+                LKV_FAIL(LKV_ERR_FORMAT, "%s: version 1 file with a %s page (corrupt)", fn,
+                         f->name);
             uint32_t want_n = j + 1 < np ? pt : nt - j * pt;
             if (get32(ph + 8) != i || get32(ph + 12) != j || n != want_n)
                 LKV_FAIL(LKV_ERR_FORMAT, "%s: list %llu page %u: out of order or wrong size", fn,
@@ -416,7 +449,7 @@ int lkv_seq_load_mem(lkv_cache *c, const void *data, size_t size, lkv_seq **out)
     const uint8_t *p = data;
     size_t off = 0;
     LKV_TRY(validate(c, p, size, &off));
-    const int pt = c->p.page_tokens, d = c->p.head_dim, Hk = c->p.kv_heads;
+    const int pt = c->p.page_tokens, Hk = c->p.kv_heads;
     lkv_seq *s;
     LKV_TRY(kv_seq_new(c, &s));
     for (int i = 0; i < c->n_lists; i++) {
@@ -430,12 +463,17 @@ int lkv_seq_load_mem(lkv_cache *c, const void *data, size_t size, lkv_seq **out)
             rc = kv_page_new(c, fmt, i / Hk, i % Hk, &pg);
             if (rc < 0)
                 break;
-            size_t row = kv_format_get(fmt)->elem_bytes * (size_t)d;
-            kv_page_ptrs a = kv_page_arrays(c, pg);
+            snap_arrays sa = arrays_of(c, fmt, n);
+            void *arr[4];
+            page_array_ptrs(c, pg, arr);
             const uint8_t *pl = ph + PAGE_HDR;
             memcpy(kv_page_pos(c, pg), pl, (size_t)n * 4);
-            memcpy(a.k, pl + (size_t)n * 4, (size_t)n * row);
-            memcpy(a.v, pl + (size_t)n * 4 + (size_t)n * row, (size_t)n * row);
+            pl += (size_t)n * 4;
+            for (int r = 0; r < 4; r++) { /* codes and scales as saved: exact */
+                if (sa.bytes[r])
+                    memcpy(arr[r], pl, sa.bytes[r]);
+                pl += sa.bytes[r];
+            }
             pg->fill = n;
             kv_page_digest(c, pg, n);
             l->refs[l->n_pages].page = pg;

@@ -83,6 +83,56 @@ static void copy_gguf_str(char *dst, size_t cap, lkv_gguf_str s) {
 
 /* ------------------------------------------------------- hyperparameters */
 
+/* Gemma 3 on top of the common keys, with the rules llama.cpp applies to the
+ * same files (so both engines read a file the same way):
+ *   - attention.sliding_window (absent or 0: every layer global);
+ *   - the local/global layer pattern: attention.sliding_window_pattern, an
+ *     integer period P (default 6: layer l is local iff l % P < P - 1, i.e.
+ *     5 local then 1 global) or an array of one bool per layer;
+ *   - rope.freq_base_swa for local layers (default 10000), rope.freq_base for
+ *     global ones; linear RoPE scaling applies to global layers only;
+ *   - the attention scale 1/sqrt(query_pre_attn_scalar), which the converter
+ *     does not store: head_dim, except for the 62-layer 27B (D / H);
+ *   - final_logit_softcapping (absent: none, the Gemma 3 default).
+ * The layers' windows are set in load_tensors once the layers exist. */
+static int load_gemma3_hparams(lkv_model *m) {
+    lkv_hparams *hp = &m->hp;
+    LKV_TRY(get_int(m, "attention.sliding_window", 0, MAX_CTX, 1, 0, &hp->n_swa));
+    LKV_TRY(get_float(m, "rope.freq_base_swa", 1.0, 1e12, 1, 10000.0, &hp->rope_theta_swa));
+    LKV_TRY(get_float(m, "final_logit_softcapping", 0.0, 1e6, 1, 0.0, &hp->final_softcap));
+    hp->embd_scale = sqrtf((float)hp->n_embd);
+    int q_scalar = hp->n_layers == 62 ? hp->n_embd / hp->n_heads : hp->head_dim;
+    hp->attn_scale = 1.0f / sqrtf((float)q_scalar);
+    return LKV_OK;
+}
+
+/* Which Gemma 3 layers use the sliding window (see load_gemma3_hparams). */
+static int set_gemma3_windows(lkv_model *m) {
+    const lkv_hparams *hp = &m->hp;
+    if (hp->n_swa == 0)
+        return LKV_OK;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", m->arch);
+    const lkv_gguf_kv *kv = lkv_gguf_find(m->gguf, key);
+    if (kv && kv->type == LKV_GGUF_ARRAY) {
+        if (kv->arr_n != (uint64_t)hp->n_layers)
+            LKV_FAIL(LKV_ERR_FORMAT, "model: %s has %llu entries for %d layers", key,
+                     (unsigned long long)kv->arr_n, hp->n_layers);
+        for (int l = 0; l < hp->n_layers; l++) {
+            int64_t v;
+            if (lkv_gguf_arr_i64(kv, (uint64_t)l, &v) < 0)
+                LKV_FAIL(LKV_ERR_FORMAT, "model: %s[%d] is not a bool", key, l);
+            m->layers[l].window = v ? hp->n_swa : 0;
+        }
+        return LKV_OK;
+    }
+    int period;
+    LKV_TRY(get_int(m, "attention.sliding_window_pattern", 0, MAX_LAYERS, 1, 6, &period));
+    for (int l = 0; l < hp->n_layers; l++)
+        m->layers[l].window = period == 0 || l % period < period - 1 ? hp->n_swa : 0;
+    return LKV_OK;
+}
+
 static int load_hparams(lkv_model *m) {
     lkv_hparams *hp = &m->hp;
     LKV_TRY(get_int(m, "block_count", 1, MAX_LAYERS, 0, 0, &hp->n_layers));
@@ -102,6 +152,9 @@ static int load_hparams(lkv_model *m) {
     int d_k, d_v;
     LKV_TRY(get_int(m, "attention.key_length", 1, 4096, 1, d_default, &d_k));
     LKV_TRY(get_int(m, "attention.value_length", 1, 4096, 1, d_default, &d_v));
+    /* Gemma 3 sets the head dim on its own (256 heads of 4 x 256 over D = 640) */
+    if (m->arch_id == LKV_ARCH_GEMMA3 && d_k == d_v)
+        d_default = d_k;
     if (d_k != d_v || d_k != d_default)
         LKV_FAIL(LKV_ERR_UNSUPPORTED,
                  "model: head dims k=%d v=%d differ from embedding/heads=%d (not supported)",
@@ -129,7 +182,8 @@ static int load_hparams(lkv_model *m) {
                      (int)(st.len > 32 ? 32 : st.len), st.ptr);
         LKV_TRY(get_float(m, "rope.scaling.factor", 1e-3, 1e3, 1, 1.0, &hp->rope_scale));
     }
-    return LKV_OK;
+    hp->embd_scale = 1.0f;
+    return m->arch_id == LKV_ARCH_GEMMA3 ? load_gemma3_hparams(m) : LKV_OK;
 }
 
 /* ------------------------------------------------------- tensors */
@@ -208,7 +262,11 @@ static int load_vector(lkv_model *m, const char *name, int64_t n, float **out) {
  * them rather than ignore them. */
 static int reject_unknown_tensors(lkv_model *m) {
     static const char *known[] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                                  "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
+                                  "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
+                                  /* Gemma 3 */
+                                  "attn_q_norm", "attn_k_norm", "post_attention_norm",
+                                  "post_ffw_norm"};
+    int n_known = m->arch_id == LKV_ARCH_GEMMA3 ? 13 : 9;
     uint64_t n = lkv_gguf_n_tensors(m->gguf);
     for (uint64_t i = 0; i < n; i++) {
         const lkv_gguf_tensor *t = lkv_gguf_tensor_at(m->gguf, i);
@@ -222,7 +280,7 @@ static int reject_unknown_tensors(lkv_model *m) {
             const char *p = strchr(name + 4, '.');
             if (p) {
                 p++;
-                for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+                for (int k = 0; k < n_known; k++) {
                     size_t len = strlen(known[k]);
                     if (!strncmp(p, known[k], len) && !strcmp(p + len, ".weight"))
                         ok = 1;
@@ -234,7 +292,8 @@ static int reject_unknown_tensors(lkv_model *m) {
         }
         if (!ok)
             LKV_FAIL(LKV_ERR_UNSUPPORTED,
-                     "model: tensor '%s' is not part of the Llama graph this build runs", name);
+                     "model: tensor '%s' is not part of the %s graph this build runs", name,
+                     m->arch_id == LKV_ARCH_GEMMA3 ? "Gemma 3" : "Llama");
     }
     return LKV_OK;
 }
@@ -273,9 +332,15 @@ static int load_tensors(lkv_model *m) {
         LKV_TRY(load_matrix(m, NAME("ffn_gate"), F, D, &L->w_gate));
         LKV_TRY(load_matrix(m, NAME("ffn_up"), F, D, &L->w_up));
         LKV_TRY(load_matrix(m, NAME("ffn_down"), D, F, &L->w_down));
+        if (m->arch_id == LKV_ARCH_GEMMA3) {
+            LKV_TRY(load_vector(m, NAME("attn_q_norm"), hp->head_dim, &L->attn_q_norm));
+            LKV_TRY(load_vector(m, NAME("attn_k_norm"), hp->head_dim, &L->attn_k_norm));
+            LKV_TRY(load_vector(m, NAME("post_attention_norm"), D, &L->post_attn_norm));
+            LKV_TRY(load_vector(m, NAME("post_ffw_norm"), D, &L->post_ffw_norm));
+        }
 #undef NAME
     }
-    return LKV_OK;
+    return m->arch_id == LKV_ARCH_GEMMA3 ? set_gemma3_windows(m) : LKV_OK;
 }
 
 /* Vocabulary size: llama.vocab_size, else the token list, else the embedding. */
@@ -352,6 +417,10 @@ void lkv_model_free(lkv_model *m) {
         for (int l = 0; l < m->hp.n_layers; l++) {
             lkv_free(m->layers[l].attn_norm);
             lkv_free(m->layers[l].ffn_norm);
+            lkv_free(m->layers[l].attn_q_norm);
+            lkv_free(m->layers[l].attn_k_norm);
+            lkv_free(m->layers[l].post_attn_norm);
+            lkv_free(m->layers[l].post_ffw_norm);
         }
         lkv_free(m->layers);
     }
@@ -367,9 +436,13 @@ static int model_load(lkv_model *m, const lkv_model_params *p) {
     int rc = lkv_gguf_get_str(m->gguf, "general.architecture", &arch);
     if (rc < 0)
         LKV_FAIL(LKV_ERR_FORMAT, "model: metadata key 'general.architecture' is missing");
-    if (!lkv_gguf_str_eq(arch, "llama"))
+    if (lkv_gguf_str_eq(arch, "llama"))
+        m->arch_id = LKV_ARCH_LLAMA;
+    else if (lkv_gguf_str_eq(arch, "gemma3"))
+        m->arch_id = LKV_ARCH_GEMMA3;
+    else
         LKV_FAIL(LKV_ERR_UNSUPPORTED,
-                 "model: architecture '%.*s' is not supported (this build runs: llama)",
+                 "model: architecture '%.*s' is not supported (this build runs: llama, gemma3)",
                  (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     copy_gguf_str(m->arch, sizeof m->arch, arch);
     lkv_gguf_str name;

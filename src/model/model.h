@@ -12,6 +12,7 @@
  *   model_kv.c    glue between the forward pass and the KV cache
  *   model_tok.c   the public tokenizer / chat-template wrappers
  *   llama.c       the Llama forward pass
+ *   gemma3.c      the Gemma 3 forward pass (sliding-window layers, QK-norm)
  *   sampling.c    greedy, temperature, top-k, top-p
  */
 #ifndef LKV_MODEL_MODEL_H
@@ -41,7 +42,16 @@ typedef struct lkv_llama_layer {
     lkv_weight w_gate; /* [F][D] */
     lkv_weight w_up;   /* [F][D] */
     lkv_weight w_down; /* [D][F] */
+    /* Gemma 3 only (NULL / 0 for Llama): */
+    float *attn_q_norm;    /* [d] owned f32 copy: per-head RMSNorm of q */
+    float *attn_k_norm;    /* [d] owned f32 copy: per-head RMSNorm of k */
+    float *post_attn_norm; /* [D] owned f32 copy: norm of the attention output */
+    float *post_ffw_norm;  /* [D] owned f32 copy: norm of the feed-forward output */
+    int window;            /* 0 = global attention, else sliding window (positions) */
 } lkv_llama_layer;
+
+/* Architectures this build runs (lkv_model.arch_id). */
+enum { LKV_ARCH_LLAMA = 0, LKV_ARCH_GEMMA3 = 1 };
 
 typedef struct lkv_hparams {
     int n_layers;     /* L */
@@ -56,12 +66,19 @@ typedef struct lkv_hparams {
     float rope_theta; /* RoPE base */
     float rope_scale; /* positions are divided by this (linear scaling); 1 = none */
     float rms_eps;
+    /* Gemma 3 (the Llama values in brackets): */
+    float rope_theta_swa; /* RoPE base of sliding-window layers (unused) */
+    int n_swa;            /* sliding window in positions; 0 = none (0) */
+    float attn_scale;     /* softmax scale of q.k; 0 = 1/sqrt(d) (0) */
+    float embd_scale;     /* token embeddings are multiplied by this (1) */
+    float final_softcap;  /* logits = c * tanh(logits / c); 0 = off (0) */
 } lkv_hparams;
 
 struct lkv_model {
     lkv_gguf *gguf;
     char *path;
     char arch[32];
+    int arch_id;           /* LKV_ARCH_* */
     char name[128];
     lkv_hparams hp;
     lkv_weight tok_embd;   /* [V][D] */
@@ -116,9 +133,19 @@ void lkv_model_press_abort_prompt(lkv_model_press *mp);
 int lkv_model_press_reset(lkv_model_press *mp);
 int lkv_model_press_after_decode(lkv_model_press *mp, lkv_seq *seq, lkv_threadpool *tp);
 size_t lkv_model_press_report(const lkv_model_press *mp, char *buf, size_t cap);
-int lkv_model_kv_save(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n);
+/* Whether the cache of an n-token context may be saved as a prompt cache now
+ * (right after the prompt step of a restorable policy); *n_question its split. */
+int lkv_model_press_check_snapshot(const lkv_model_press *mp, int n, int *n_question);
+/* The prompt step's state for a compressed cache restored from a prompt file. */
+int lkv_model_press_restore(lkv_model_press *mp, const lkv_seq *seq, int n, int n_question);
+/* Prompt files (model_kv.c). With a policy the file also holds its canonical
+ * spec, the question split and the logits after the last token (logits
+ * [n_vocab]: in for save, out for load, *with_logits = 1 when restored). */
+int lkv_model_kv_save(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n,
+                      const float *logits, int n_vocab);
 int lkv_model_kv_load(lkv_model_kv *kv, const char *path, const int32_t *tokens, int n,
-                      int *n_loaded);
+                      int n_question, float *logits, int n_vocab, int *n_loaded,
+                      int *with_logits);
 
 /* ------------------------------------------------------------ forward */
 
@@ -137,6 +164,10 @@ typedef struct lkv_fwd_scratch {
     float *rope_sin;  /* [B][n_rot/2] */
     float *inv_freq;  /* [n_rot/2] */
     int32_t *pos;     /* [B] positions of the chunk */
+    /* Gemma 3 only (lkv_gemma3_scratch_init; NULL otherwise): */
+    float *rope_cos_swa; /* [B][n_rot/2] tables of the sliding-window layers */
+    float *rope_sin_swa; /* [B][n_rot/2] */
+    float *inv_freq_swa; /* [n_rot/2] */
     void *mm;         /* matmul scratch */
     size_t mm_bytes;
 } lkv_fwd_scratch;
@@ -151,5 +182,14 @@ void lkv_fwd_scratch_free(lkv_fwd_scratch *s);
 int lkv_llama_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
                       const int32_t *tokens, int n, int32_t pos0, float *logits,
                       const uint8_t *want, const lkv_ctx_params *p);
+
+/* Gemma 3 (gemma3.c): the extra scratch (rope tables of the sliding-window
+ * layers; call after lkv_fwd_scratch_init, free before lkv_fwd_scratch_free)
+ * and the forward pass, with the same contract as lkv_llama_forward. */
+int lkv_gemma3_scratch_init(lkv_fwd_scratch *s, const lkv_model *m);
+void lkv_gemma3_scratch_free(lkv_fwd_scratch *s);
+int lkv_gemma3_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
+                       const int32_t *tokens, int n, int32_t pos0, float *logits,
+                       const uint8_t *want, const lkv_ctx_params *p);
 
 #endif

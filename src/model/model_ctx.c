@@ -36,11 +36,34 @@ lkv_ctx_params lkv_ctx_default_params(void) {
     return p;
 }
 
+/* The architecture's scratch and forward pass (model.h). */
+static int scratch_init(lkv_fwd_scratch *s, const lkv_model *m, int B) {
+    LKV_TRY(lkv_fwd_scratch_init(s, m, B));
+    int rc = m->arch_id == LKV_ARCH_GEMMA3 ? lkv_gemma3_scratch_init(s, m) : LKV_OK;
+    if (rc < 0)
+        lkv_fwd_scratch_free(s);
+    return rc;
+}
+
+static void scratch_free(lkv_fwd_scratch *s) {
+    lkv_gemma3_scratch_free(s); /* no-op unless allocated */
+    lkv_fwd_scratch_free(s);
+}
+
+static int forward(lkv_ctx *ctx, const int32_t *tokens, int n, float *logits,
+                   const uint8_t *want) {
+    if (ctx->m->arch_id == LKV_ARCH_GEMMA3)
+        return lkv_gemma3_forward(ctx->m, &ctx->s, ctx->kv, tokens, n, ctx->n_past, logits,
+                                  want, &ctx->p);
+    return lkv_llama_forward(ctx->m, &ctx->s, ctx->kv, tokens, n, ctx->n_past, logits, want,
+                             &ctx->p);
+}
+
 void lkv_ctx_free(lkv_ctx *ctx) {
     if (!ctx)
         return;
     lkv_model_kv_free(ctx->kv);
-    lkv_fwd_scratch_free(&ctx->s);
+    scratch_free(&ctx->s);
     lkv_free(ctx->logits);
     lkv_free(ctx->want);
     lkv_free(ctx);
@@ -69,7 +92,7 @@ int lkv_ctx_create(const lkv_model *m, const lkv_ctx_params *p, lkv_ctx **out) {
     ctx->p = *p;
     ctx->n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;
     ctx->p.n_ctx = ctx->n_ctx;
-    int rc = lkv_fwd_scratch_init(&ctx->s, m, p->n_batch);
+    int rc = scratch_init(&ctx->s, m, p->n_batch);
     if (rc < 0) {
         lkv_free(ctx);
         return rc;
@@ -118,8 +141,7 @@ int lkv_ctx_eval(lkv_ctx *ctx, const int32_t *tokens, int n, float *logits) {
             want = ctx->want;
             out = ctx->logits;
         }
-        int rc = lkv_llama_forward(ctx->m, &ctx->s, ctx->kv, tokens + c, nb, ctx->n_past,
-                                   out, want, &ctx->p);
+        int rc = forward(ctx, tokens + c, nb, out, want);
         if (rc < 0) {
             /* drop the chunk's partial K/V: layers before the failure hold it */
             char msg[400];
@@ -198,20 +220,28 @@ int lkv_ctx_save_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, i
         LKV_FAIL(LKV_ERR_INVALID,
                  "lkv_ctx_save_prompt: %d tokens given, the context holds %d", n,
                  ctx->n_past);
-    return lkv_model_kv_save(ctx->kv, path, tokens, n);
+    return lkv_model_kv_save(ctx->kv, path, tokens, n, ctx->has_logits ? ctx->logits : NULL,
+                             ctx->m->hp.n_vocab);
 }
 
 int lkv_ctx_load_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n,
                         int *n_loaded) {
+    return lkv_ctx_load_prompt_question(ctx, path, tokens, n, 0, n_loaded);
+}
+
+int lkv_ctx_load_prompt_question(lkv_ctx *ctx, const char *path, const int32_t *tokens, int n,
+                                 int n_question, int *n_loaded) {
     if (n_loaded)
         *n_loaded = 0;
-    if (!ctx || !path || !n_loaded || (!tokens && n > 0) || n < 0)
-        LKV_FAIL(LKV_ERR_INVALID, "lkv_ctx_load_prompt: NULL argument");
+    if (!ctx || !path || !n_loaded || (!tokens && n > 0) || n < 0 || n_question < 0 ||
+        n_question > n)
+        LKV_FAIL(LKV_ERR_INVALID, "lkv_ctx_load_prompt: NULL argument or bad n_question");
     if (ctx->n_past != 0)
         LKV_FAIL(LKV_ERR_STATE, "lkv_ctx_load_prompt: the context is not empty (%d tokens)",
                  ctx->n_past);
-    int got = 0;
-    int rc = lkv_model_kv_load(ctx->kv, path, tokens, n, &got);
+    int got = 0, restored_logits = 0;
+    int rc = lkv_model_kv_load(ctx->kv, path, tokens, n, n_question, ctx->logits,
+                               ctx->m->hp.n_vocab, &got, &restored_logits);
     if (rc < 0) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", lkv_last_error());
@@ -222,6 +252,12 @@ int lkv_ctx_load_prompt(lkv_ctx *ctx, const char *path, const int32_t *tokens, i
         lkv_model_kv_truncate(ctx->kv, 0);
         LKV_FAIL(LKV_ERR_RANGE, "lkv_ctx_load_prompt: the snapshot holds %d tokens, the "
                                 "context only %d", got, ctx->n_ctx);
+    }
+    if (restored_logits) { /* a policy's prompt step, restored whole with its logits */
+        ctx->n_past = got;
+        ctx->has_logits = 1;
+        *n_loaded = got;
+        return LKV_OK;
     }
     /* the last prompt token must be evaluated again to get its logits */
     if (got >= n && n > 0) {

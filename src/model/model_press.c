@@ -221,6 +221,23 @@ int lkv_model_press_after_decode(lkv_model_press *mp, lkv_seq *seq, lkv_threadpo
     return lkv_press_after_decode(mp->st, seq, tp);
 }
 
+int lkv_model_press_check_snapshot(const lkv_model_press *mp, int n, int *n_question) {
+    LKV_TRY(lkv_press_check_restorable(mp->st));
+    int n_prompt, n_q, steps;
+    lkv_press_prompt_info(mp->st, &n_prompt, &n_q, &steps);
+    if (mp->in_prompt || n_prompt != n || n == 0)
+        LKV_FAIL(LKV_ERR_STATE, "prompt cache: with a policy the cache is saved right after "
+                 "the prompt step (the context holds %d tokens, the last prompt %d)", n,
+                 n_prompt);
+    *n_question = n_q;
+    return LKV_OK;
+}
+
+int lkv_model_press_restore(lkv_model_press *mp, const lkv_seq *seq, int n, int n_question) {
+    lkv_model_press_abort_prompt(mp);
+    return lkv_press_restore_prompt(mp->st, seq, n, n_question);
+}
+
 size_t lkv_model_press_report(const lkv_model_press *mp, char *buf, size_t cap) {
     size_t n = lkv_press_state_report(mp->st, buf, cap);
     int64_t att = 0, held = 0;

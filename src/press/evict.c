@@ -213,7 +213,7 @@ static int evict_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *c
     int L = st->g.n_layers, Hk = st->g.kv_heads;
     lkv_cache_stats cs;
     LKV_TRY(lkv_cache_get_stats(lkv_seq_cache(seq), &cs));
-    st->bytes_before = st->bytes_after = cs.committed;
+    st->bytes_before = st->bytes_after = st->bytes_now = cs.committed;
     for (int l = 0; l < L; l++) {
         int mx = 0;
         for (int h = 0; h < Hk; h++) {
@@ -375,9 +375,7 @@ static int evict_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *c
             if (st->acc[i])
                 memset(st->acc[i], 0, (size_t)st->acc_cap[i] * sizeof(float));
     st->n_events++;
-    LKV_TRY(lkv_cache_get_stats(lkv_seq_cache(seq), &cs));
-    st->bytes_after = cs.committed;
-    return rc;
+    return rc; /* bytes_after: lkv_press_after_prefill, once every stage has run */
 }
 
 static int evict_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool *tp) {
@@ -426,7 +424,6 @@ static int evict_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool 
     int *keep = st->scratch_i;
     unsigned char *must = (unsigned char *)(st->scratch_i + maxn);
     unsigned char *mark = must + maxn;
-    lkv_cache_stats cs;
     for (int l = 0; l < L; l++) {
         int budget = st->decode_budget[l];
         if (st->kind == LKV_EVICT_STREAMING) {
@@ -483,9 +480,7 @@ static int evict_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool 
                     memset(st->acc[l * Hk + h], 0, (size_t)st->acc_cap[l * Hk + h] * sizeof(float));
     }
     st->n_events++;
-    LKV_TRY(lkv_cache_get_stats(lkv_seq_cache(seq), &cs));
-    st->bytes_after = cs.committed;
-    return LKV_OK;
+    return LKV_OK; /* bytes_now: lkv_press_after_decode */
 }
 
 /* ---- hooks: eviction first, then the quantization stage (press/quant.c) ---- */
@@ -493,10 +488,22 @@ static int evict_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool 
 int lkv_press_after_prefill(lkv_press_state *st, lkv_seq *seq, const float *const *q_window,
                             const lkv_attn_params *ap, lkv_threadpool *tp) {
     LKV_TRY(evict_after_prefill(st, seq, q_window, ap, tp));
-    return lkv_press_quant_apply(st, seq, 1);
+    LKV_TRY(lkv_press_quant_apply(st, seq, 1));
+    LKV_TRY(lkv_arkvale_after_prefill(st, seq, q_window)); /* press/arkvale.c */
+    /* "after" of the report: read once, when every stage of the prompt step has
+     * run (not refreshed while decoding, which adds tokens again: bytes_now) */
+    lkv_cache_stats cs;
+    LKV_TRY(lkv_cache_get_stats(lkv_seq_cache(seq), &cs));
+    st->bytes_after = st->bytes_now = cs.committed;
+    return LKV_OK;
 }
 
 int lkv_press_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool *tp) {
     LKV_TRY(evict_after_decode(st, seq, tp));
-    return lkv_press_quant_apply(st, seq, 0);
+    LKV_TRY(lkv_press_quant_apply(st, seq, 0));
+    LKV_TRY(lkv_arkvale_after_decode(st, seq)); /* press/arkvale.c */
+    lkv_cache_stats cs;
+    LKV_TRY(lkv_cache_get_stats(lkv_seq_cache(seq), &cs));
+    st->bytes_now = cs.committed;
+    return LKV_OK;
 }

@@ -133,12 +133,28 @@ int lkv_press_after_decode(lkv_press_state *st, lkv_seq *seq, lkv_threadpool *tp
 /* What the policy did so far, as text (tokens kept per layer/head, bytes). */
 size_t lkv_press_state_report(const lkv_press_state *st, char *buf, size_t cap);
 
-/* Query-aware page selection (Quest): for one decode step of one layer, picks
- * per KV head the pages to attend. q [n_q][q_heads][head_dim] (post-RoPE).
- * Writes sel[h * sel_stride + i] (ascending page indices), sel_count[h].
+/* Prompt caches made with a policy (model_kv.c). A snapshot taken right after
+ * the prompt step records the cache the policy left; restoring it is the same
+ * as running the step again when nothing the later hooks read lives outside
+ * the cache. LKV_OK, or LKV_ERR_UNSUPPORTED saying what would be lost. */
+int lkv_press_check_restorable(const lkv_press_state *st);
+/* The prompt step's bookkeeping for a prompt of n_prompt tokens whose
+ * compressed cache seq was restored from a snapshot (as after_prefill leaves
+ * it: per-(layer, head) kept counts, decode budgets, report bytes). */
+int lkv_press_restore_prompt(lkv_press_state *st, const lkv_seq *seq, int n_prompt,
+                             int n_question);
+/* Tokens and question tokens of the last prompt step, and decode steps since. */
+void lkv_press_prompt_info(const lkv_press_state *st, int *n_prompt, int *n_question,
+                           int *decode_steps);
+
+/* Query-aware page selection (Quest, ArkVale): for one decode step of one
+ * layer, picks per KV head the pages to attend. q [n_q][q_heads][head_dim]
+ * (post-RoPE). Writes sel[h * sel_stride + i] (ascending page indices),
+ * sel_count[h]. ArkVale also moves pages between the pool and the backup tier
+ * (recalls the selected pages, offloads the coldest), hence the non-const seq.
  * Returns 1 when a selection was made, 0 when the layer attends densely (no
  * selection policy, a dense layer, or too few pages), or an error. */
-int lkv_press_select(lkv_press_state *st, const lkv_seq *seq, int layer, const float *q, int n_q,
+int lkv_press_select(lkv_press_state *st, lkv_seq *seq, int layer, const float *q, int n_q,
                      int *sel, int *sel_count, int sel_stride);
 
 /* Checks that the policy can run on a cache with these parameters (e.g.

@@ -67,7 +67,8 @@ int lkv_press_quant_apply(lkv_press_state *st, lkv_seq *seq, int after_prefill) 
         LKV_TRY(lkv_press_check_cache(st, &cp)); /* says what is wrong */
     lkv_cache_stats cs;
     LKV_TRY(lkv_cache_get_stats(c, &cs));
-    size_t before = cs.committed;
+    const size_t before = cs.committed;
+    const int64_t pages_before = st->quant_pages;
     for (int l = 0; l < st->g.n_layers; l++)
         for (int h = 0; h < st->g.kv_heads; h++) {
             int n = lkv_seq_n_tokens(seq, l, h), np = lkv_seq_n_pages(seq, l, h);
@@ -88,10 +89,15 @@ int lkv_press_quant_apply(lkv_press_state *st, lkv_seq *seq, int after_prefill) 
             st->quant_pages += fresh;
         }
     LKV_TRY(lkv_cache_get_stats(c, &cs));
-    if (after_prefill) { /* the report's "before/after" of the one-shot quantization */
+    /* the report's "before/after" of the first quantization: the call that
+     * converted the first pages, whether after the prompt or while decoding (a
+     * prompt shorter than the residual window converts nothing; recording that
+     * call would show 100%, and "after" read later would include new tokens) */
+    if (pages_before == 0 && st->quant_pages > 0) {
         st->quant_bytes_before = before;
         st->quant_bytes_after = cs.committed;
     }
-    st->bytes_after = cs.committed;
+    (void)after_prefill;
+    st->bytes_now = cs.committed;
     return LKV_OK;
 }

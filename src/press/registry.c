@@ -73,8 +73,10 @@ static const lkv_press_param p_quest[] = {
 };
 static const lkv_press_param p_arkvale[] = {
     {"page", LKV_PT_INT, 32, 1, 4096, NULL, "page size (must equal the cache's page_tokens)"},
-    {"page_budget", LKV_PT_INT, 128, 4, BIG, NULL, "pages kept in fast memory per head"},
-    {"topk", LKV_PT_INT, 32, 1, BIG, NULL, "pages attended per query"},
+    {"page_budget", LKV_PT_INT, 128, 4, BIG, NULL,
+     "pages per (layer, KV head) in fast memory (the pool); the rest go to the backup tier"},
+    {"topk", LKV_PT_INT, 32, 1, BIG, NULL,
+     "pages attended per query, sink and recent pages included (<= page_budget)"},
     {"sink_pages", LKV_PT_INT, 1, 0, 64, NULL, "first pages always attended"},
     {"recent_pages", LKV_PT_INT, 2, 0, 64, NULL, "last pages always attended"},
     {"dense_layers", LKV_PT_INT, 2, 0, 1000, NULL, "first layers attend densely"},
@@ -104,7 +106,7 @@ static const lkv_press_method methods[] = {
     {"quest", "per-page min/max key digests, attend the top pages per head",
      "Tang et al. 2024, Quest", LKV_PC_SELECT, 1, p_quest, N(p_quest)},
     {"arkvale", "box digests, page budget in fast memory, recall from a backup tier",
-     "Chen et al. 2024, ArkVale", LKV_PC_SELECT, 0, p_arkvale, N(p_arkvale)},
+     "Chen et al. 2024, ArkVale", LKV_PC_SELECT, 1, p_arkvale, N(p_arkvale)},
     /* known, planned (METHODS.md P2/P3), not in this build */
     {"expected_attention", "expected attention under a Gaussian query model (P2)", "kvpress",
      LKV_PC_EVICT, 0, p_generic_budget, N(p_generic_budget)},

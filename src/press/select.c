@@ -67,10 +67,12 @@ void lkv_press_select_stats(const lkv_press_state *st, int64_t *attended, int64_
     *held = st ? st->sel_held : 0;
 }
 
-int lkv_press_select(lkv_press_state *st, const lkv_seq *seq, int layer, const float *q, int n_q,
+int lkv_press_select(lkv_press_state *st, lkv_seq *seq, int layer, const float *q, int n_q,
                      int *sel, int *sel_count, int sel_stride) {
     if (!st || !st->select)
         return 0;
+    if (st->ark) /* press/arkvale.c */
+        return lkv_arkvale_select(st, seq, layer, q, n_q, sel, sel_count, sel_stride);
     if (!seq || !q || !sel || !sel_count || n_q < 1)
         LKV_FAIL(LKV_ERR_INVALID, "press_select: bad argument");
     if (layer < (int)lkv_press_stage_get(st->select, "dense_layers"))

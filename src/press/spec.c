@@ -154,7 +154,16 @@ static int check_stage(const lkv_press_stage *st) {
     if (!strcmp(m->name, "arkvale")) {
         double topk = lkv_press_stage_get(st, "topk"), pb = lkv_press_stage_get(st, "page_budget");
         if (topk > pb)
-            LKV_FAIL(LKV_ERR_INVALID, "press arkvale: topk=%g exceeds page_budget=%g", topk, pb);
+            LKV_FAIL(LKV_ERR_INVALID,
+                     "press arkvale: topk=%g exceeds page_budget=%g (the attended pages must be "
+                     "in fast memory)", topk, pb);
+        double sinks = lkv_press_stage_get(st, "sink_pages");
+        double recent = lkv_press_stage_get(st, "recent_pages");
+        if (sinks + (recent > 1 ? recent : 1) > topk)
+            LKV_FAIL(LKV_ERR_INVALID,
+                     "press arkvale: sink_pages=%g + recent_pages=%g (at least the newest page) "
+                     "exceed topk=%g; the always-attended pages are part of the top-k",
+                     sinks, recent, topk);
     }
     return LKV_OK;
 }

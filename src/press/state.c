@@ -33,6 +33,7 @@ int lkv_press_state_create(const struct lkv_press *p, const lkv_press_geom *g,
             st->select = &p->stage[i];
         else if (p->stage[i].method->cls == LKV_PC_QUANT) /* press/quant.c */
             st->quant = &p->stage[i];
+    st->ark = st->select && !strcmp(st->select->method->name, "arkvale"); /* arkvale.c */
     int lists = g->n_layers * g->kv_heads;
     st->acc = lkv_calloc((size_t)lists, sizeof *st->acc);
     st->acc_cap = lkv_calloc((size_t)lists, sizeof *st->acc_cap);
@@ -47,8 +48,10 @@ int lkv_press_state_create(const struct lkv_press *p, const lkv_press_geom *g,
         if (st->kind == LKV_EVICT_STREAMING && lkv_press_stage_get(st->evict, "positions") == 1.0) {
             lkv_press_state_free(st);
             LKV_FAIL(LKV_ERR_UNSUPPORTED,
-                     "press streamingllm: positions=cache (re-rotating kept keys to slot "
-                     "positions) is not implemented yet; use positions=original");
+                     "press streamingllm: positions=cache is not supported: the model stores "
+                     "keys already rotated by RoPE at their original positions, so cache "
+                     "positions would need every kept key re-rotated on each eviction and "
+                     "queries rotated at cache positions; use positions=original");
         }
         double seed = lkv_press_stage_get(st->evict, "seed");
         lkv_rng_seed(&st->rng, seed == LKV_PRESS_UNSET ? 0 : (uint64_t)seed);
@@ -70,6 +73,7 @@ void lkv_press_state_free(lkv_press_state *st) {
     lkv_free(st->scratch_f);
     lkv_free(st->scratch_i);
     lkv_free(st->bound);
+    lkv_free(st->ark_rank);
     lkv_free(st);
 }
 
@@ -98,6 +102,10 @@ int lkv_press_span(const lkv_press_state *st) {
 void lkv_press_window(const lkv_press_state *st, int *start, int *len) {
     *start = 0;
     *len = 0;
+    if (st && !st->evict && st->ark && st->n_prompt > 0) {
+        *start = st->n_prompt - 1; /* ArkVale ranks pages by the last prompt query */
+        *len = 1;
+    }
     if (!st || !st->evict)
         return;
     int w;
@@ -176,6 +184,52 @@ int lkv_press_observe(lkv_press_state *st, const lkv_seq *seq, int layer, const 
     return LKV_OK;
 }
 
+int lkv_press_check_restorable(const lkv_press_state *st) {
+    if (!st)
+        LKV_FAIL(LKV_ERR_INVALID, "press: NULL state");
+    if (st->ark)
+        LKV_FAIL(LKV_ERR_UNSUPPORTED, "press %s: pages offloaded to the backup tier are not "
+                 "recorded by a snapshot", lkv_press_canonical(st->press));
+    if (st->evict && st->kind == LKV_EVICT_H2O && lkv_press_stage_get(st->evict, "decode") == 1.0)
+        LKV_FAIL(LKV_ERR_UNSUPPORTED, "press %s: decode-time eviction ranks tokens by attention "
+                 "accumulated over the prompt, which a snapshot does not record (decode=0 can "
+                 "be cached)", lkv_press_canonical(st->press));
+    return LKV_OK;
+}
+
+int lkv_press_restore_prompt(lkv_press_state *st, const lkv_seq *seq, int n_prompt,
+                             int n_question) {
+    LKV_TRY(lkv_press_check_restorable(st));
+    LKV_TRY(lkv_press_begin_prompt(st, n_prompt, n_question));
+    const int L = st->g.n_layers, Hk = st->g.kv_heads;
+    for (int l = 0; l < L; l++) {
+        int mx = 0;
+        for (int h = 0; h < Hk; h++) {
+            int n = lkv_seq_n_tokens(seq, l, h);
+            if (n < 0)
+                LKV_FAIL(LKV_ERR_INVALID, "press restore: the cache has fewer layers or heads");
+            st->kept[l * Hk + h] = n;
+            mx = n > mx ? n : mx;
+        }
+        st->decode_budget[l] = mx; /* what after_prefill leaves */
+    }
+    st->prefilled = 1;
+    st->decode_steps = 0;
+    lkv_cache_stats cs;
+    LKV_TRY(lkv_cache_get_stats(lkv_seq_cache(seq), &cs));
+    st->bytes_before = 0; /* the step ran in another process: no "before" to report */
+    st->bytes_after = st->bytes_now = cs.committed;
+    st->restored = 1;
+    return LKV_OK;
+}
+
+void lkv_press_prompt_info(const lkv_press_state *st, int *n_prompt, int *n_question,
+                           int *decode_steps) {
+    *n_prompt = st ? st->n_prompt : 0;
+    *n_question = st ? st->n_question : 0;
+    *decode_steps = st ? st->decode_steps : 0;
+}
+
 size_t lkv_press_state_report(const lkv_press_state *st, char *buf, size_t cap) {
     if (!st)
         return 0;
@@ -195,9 +249,16 @@ size_t lkv_press_state_report(const lkv_press_state *st, char *buf, size_t cap) 
             lkv_press_stage_get(st->evict, "query_aware") == 1.0 ? "compressed too"
                                                                   : "kept out of compression",
             st->n_events, (long long)st->evicted_tokens);
-        OUT("  KV bytes committed: before %zu, after %zu (%.1f%%)\n", st->bytes_before,
-            st->bytes_after,
-            st->bytes_before ? 100.0 * (double)st->bytes_after / (double)st->bytes_before : 100.0);
+        if (st->bytes_before) /* both read around the prompt step, never later */
+            OUT("  KV bytes committed: before %zu, after %zu (%.1f%%) the prompt step; now %zu "
+                "after %d decode steps\n",
+                st->bytes_before, st->bytes_after,
+                100.0 * (double)st->bytes_after / (double)st->bytes_before, st->bytes_now,
+                st->decode_steps);
+        else
+            OUT("  KV bytes committed: now %zu after %d decode steps (%s)\n", st->bytes_now,
+                st->decode_steps,
+                st->restored ? "prompt step restored from a prompt cache" : "no prompt step");
         int L = st->g.n_layers, H = st->g.kv_heads;
         int mn = 1 << 30, mx = 0;
         double sum = 0;
@@ -217,14 +278,24 @@ size_t lkv_press_state_report(const lkv_press_state *st, char *buf, size_t cap) 
         }
         OUT("\n");
     }
-    if (st->quant) /* press/quant.c */
+    if (st->ark) { /* press/arkvale.c */
+        size_t w_ = lkv_arkvale_report(st, buf && used < cap ? buf + used : NULL,
+                                       buf && used < cap ? cap - used : 0);
+        used += w_;
+    }
+    if (st->quant && st->quant_pages > 0) /* press/quant.c */
         OUT("  quantized to %s: %lld pages; KV bytes committed at the first quantization: "
             "before %zu, after %zu (%.1f%%)\n",
             lkv_dtype_name(lkv_press_quant_target(st->quant)), (long long)st->quant_pages,
             st->quant_bytes_before, st->quant_bytes_after,
-            st->quant_bytes_before
-                ? 100.0 * (double)st->quant_bytes_after / (double)st->quant_bytes_before
-                : 100.0);
+            100.0 * (double)st->quant_bytes_after / (double)st->quant_bytes_before);
+    else if (st->quant)
+        OUT("  quantized to %s: no page converted%s\n",
+            lkv_dtype_name(lkv_press_quant_target(st->quant)),
+            lkv_press_stage_get(st->quant, "residual") == 0.0 &&
+                    lkv_press_quant_target(st->quant) == LKV_DTYPE_Q8
+                ? " (no residual window: pages are written as q8 from the start)"
+                : " yet (every page is inside the exact residual window)");
 #undef OUT
     return used;
 }

@@ -104,19 +104,28 @@ AVX512_INLINE __m512 avx512_exp(__m512 x) {
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
-/* Folds one key block's logits into the online-softmax state; the contract of
- * avx2_softmax_fold (x86/avx2/attn_avx2.h) with 16 keys per block. */
-AVX512_INLINE int avx512_softmax_fold(const lkv_attn_block *b, int r0, int R, const __m512 *s,
-                                      float (*p)[16], float *alpha, float **acc) {
+/* Folds one key block's logits into the online-softmax state: the contract of
+ * avx2_softmax_fold (x86/avx2/attn_avx2.h) for a block of n_vec x 16 keys.
+ * Row r's logits are s[u * s_stride + r] (u < n_vec); its probabilities go to
+ * p[r * p_stride + 16 u ...]. One max, one exp pass and one state update per
+ * row for the whole block, whatever n_vec is. Returns 0 if no row saw a key,
+ * else 1, | 2 if some alpha is not 1 (acc must be rescaled). */
+AVX512_INLINE int avx512_softmax_fold_n(const lkv_attn_block *b, int r0, int R, const __m512 *s,
+                                        int s_stride, int n_vec, float *p, int p_stride,
+                                        float *alpha, float **acc) {
     int any = 0, rescale = 0;
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         int row = r0 + r;
         acc[r] = b->acc + (size_t)row * b->d;
         alpha[r] = 1.0f;
-        float bm = _mm512_reduce_max_ps(s[r]);
+        __m512 mx = s[r];
+        for (int u = 1; u < n_vec; u++)
+            mx = _mm512_max_ps(mx, s[u * s_stride + r]);
+        float bm = _mm512_reduce_max_ps(mx);
         if (bm == -INFINITY) { /* the row sees no key of the block */
-            _mm512_store_ps(p[r], _mm512_setzero_ps());
+            for (int u = 0; u < n_vec; u++)
+                _mm512_store_ps(p + (size_t)r * p_stride + 16 * u, _mm512_setzero_ps());
             continue;
         }
         float m_old = b->m[row], m_new = m_old > bm ? m_old : bm;
@@ -124,13 +133,24 @@ AVX512_INLINE int avx512_softmax_fold(const lkv_attn_block *b, int r0, int R, co
             alpha[r] = expf(m_old - m_new); /* 0 when m was -inf */
             rescale = 1;
         }
-        __m512 pv = avx512_exp(_mm512_sub_ps(s[r], _mm512_set1_ps(m_new)));
-        _mm512_store_ps(p[r], pv);
-        b->l[row] = b->l[row] * alpha[r] + _mm512_reduce_add_ps(pv);
+        const __m512 mv = _mm512_set1_ps(m_new);
+        __m512 sum = _mm512_setzero_ps();
+        for (int u = 0; u < n_vec; u++) {
+            __m512 pv = avx512_exp(_mm512_sub_ps(s[u * s_stride + r], mv));
+            _mm512_store_ps(p + (size_t)r * p_stride + 16 * u, pv);
+            sum = _mm512_add_ps(sum, pv);
+        }
+        b->l[row] = b->l[row] * alpha[r] + _mm512_reduce_add_ps(sum);
         b->m[row] = m_new;
         any = 1;
     }
     return any ? 1 | (rescale << 1) : 0;
+}
+
+/* The same for one vector of 16 keys per row: s[r], p[r][16]. */
+AVX512_INLINE int avx512_softmax_fold(const lkv_attn_block *b, int r0, int R, const __m512 *s,
+                                      float (*p)[16], float *alpha, float **acc) {
+    return avx512_softmax_fold_n(b, r0, R, s, 0, 1, &p[0][0], 16, alpha, acc);
 }
 
 /* Dot products of one query with four keys, each accumulated as 16 partial
@@ -154,6 +174,31 @@ static inline __m512 avx512_keys16(__m512 t0, __m512 t1, __m512 t2, __m512 t3) {
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     return _mm512_permutexvar_ps(order, avx512_hadd_lanes(avx512_hadd_lanes(t0, t1),
                                                           avx512_hadd_lanes(t2, t3)));
+}
+
+/* The same 16-key reduction with few lane-crossing shuffles (on Zen 5 those
+ * compete with the FMAs for the same two pipes, while in-lane shuffles and
+ * blends do not): avx512_quad_lanes reduces inside 128-bit lanes, then
+ * avx512_lanes_pair and avx512_lanes_final sum the four lanes. */
+
+/* Four keys' accumulators to lane L = [k0 | k1 | k2 | k3] partial sums (of
+ * the elements of lane L), with in-lane shuffles only. */
+static inline __m512 avx512_quad_lanes(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    return _mm512_add_ps(_mm512_shuffle_ps(s01, s23, 0x44), _mm512_shuffle_ps(s01, s23, 0xEE));
+}
+
+/* Two quad_lanes results (keys 0-3 in x, 4-7 in y) to [x L0+L2 | x L1+L3 |
+ * y L0+L2 | y L1+L3]: one lane-crossing shuffle and one blend. */
+static inline __m512 avx512_lanes_pair(__m512 x, __m512 y) {
+    return _mm512_add_ps(_mm512_mask_blend_ps(0xFF00, x, y),
+                         _mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
+/* Two lanes_pair results (keys 0-7, 8-15) to one dot product per lane, lane j = key j. */
+static inline __m512 avx512_lanes_final(__m512 x, __m512 y) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
 }
 
 /* cap * tanh(s / cap), tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|). */

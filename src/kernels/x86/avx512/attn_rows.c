@@ -1,72 +1,132 @@
 /* attn_rows.c -- AVX-512 attention for few query rows (decode-shaped blocks).
  *
- * The AVX2 algorithm (x86/avx2/attn_rows.c) on 16 lanes: keys stream once in
- * blocks of 16, software-prefetched ahead; for each group of up to 4 rows the
- * 16 dot products are accumulated along d 4 keys at a time (16 accumulators)
- * and reduced together by a shuffle tree; one online-softmax update per block;
- * acc += P.V with V converted in registers, 64 columns at a time.
- * d must be a multiple of 16.
+ * Keys stream once, cut into segments of up to 16 consecutive keys of one run;
+ * up to SEGS segments (64 keys, from one run or from several short ones, as a
+ * paged cache gives them) form a key block, and each block is folded in three
+ * steps, for each group of up to 4 rows:
+ *   - logits: per segment, 16 dot products accumulated along d 4 keys at a
+ *     time (every loaded K vector feeds all the group's rows) and reduced
+ *     together by one shuffle tree;
+ *   - one online-softmax update per row for the whole block (max, exp and the
+ *     state update over 4 vectors at once; acc is rescaled only when the max
+ *     moved);
+ *   - acc += P.V with V converted in registers, the accumulators of up to 64
+ *     columns x 4 rows held in registers while all the block's keys go by.
+ * Folding 64 keys at a time rather than 16 (or one run at a time) takes the
+ * serial part of the softmax (reductions, exp, scalar state) off the critical
+ * path four times less often, and loads and stores acc four times less.
+ * Keys are software-prefetched a fixed distance ahead along the runs, across
+ * run boundaries. Head dims: multiples of 8 (a last half vector of 8 columns
+ * when d % 16 == 8).
  */
 #include "kernels/x86/avx512/attn_avx512.h"
 
 #define GROUP 4              /* rows sharing one pass over a key block */
+#define SEGS 4               /* segments (of up to 16 keys) per key block */
 #define ROW_TILE_FLOATS 8192 /* Q floats kept in L1 while the keys stream */
+#ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096  /* software prefetch distance per stream (measured best) */
+#endif
 
-/* t[r] = [q_r.k0 | q_r.k1 | q_r.k2 | q_r.k3], each as 4 partial sums, for the
- * four keys k + (key + i) * ks. */
+/* Up to 16 consecutive keys of one run. */
+typedef struct key_seg {
+    __m512i pk;        /* key positions (only when need_mask) */
+    const void *k, *v; /* rows of the first key */
+    int n;             /* keys, 1..16 */
+    int need_mask;     /* 1: some key is masked for some row */
+} key_seg;
+
+/* 16 (or the first 8, zero-extended, when half) elements of a K/V row. */
+AVX512_INLINE __m512 load_cols(const void *base, size_t i, int half, lkv_dtype dt) {
+    return half ? _mm512_zextps256_ps512(avx512_load8(base, i, dt)) : avx512_load16(base, i, dt);
+}
+
+AVX512_INLINE __m512 load_q(const float *q, int c, int half) {
+    return half ? _mm512_zextps256_ps512(_mm256_loadu_ps(q + c)) : _mm512_loadu_ps(q + c);
+}
+
+/* a[r][i] += q_r[c..] * k_i[c..] for the four keys k + (key + i) * ks. */
+AVX512_INLINE void quad_step(const float *const *qr, int R, const void *k, size_t k0, size_t ks,
+                             int c, int half, lkv_dtype dt, __m512 (*a)[4]) {
+    __m512 kv0 = load_cols(k, k0 + c, half, dt), kv1 = load_cols(k, k0 + ks + c, half, dt);
+    __m512 kv2 = load_cols(k, k0 + 2 * ks + c, half, dt);
+    __m512 kv3 = load_cols(k, k0 + 3 * ks + c, half, dt);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        __m512 qv = load_q(qr[r], c, half);
+        a[r][0] = _mm512_fmadd_ps(qv, kv0, a[r][0]);
+        a[r][1] = _mm512_fmadd_ps(qv, kv1, a[r][1]);
+        a[r][2] = _mm512_fmadd_ps(qv, kv2, a[r][2]);
+        a[r][3] = _mm512_fmadd_ps(qv, kv3, a[r][3]);
+    }
+}
+
+/* t[r] = lane L: [q_r.k0 | q_r.k1 | q_r.k2 | q_r.k3] over the elements of
+ * lane L, for the four keys k + (key + i) * ks. */
 AVX512_INLINE void quad_dots(const float *const *qr, int R, const void *k, size_t key, size_t ks,
                              int d, lkv_dtype dt, __m512 *t) {
     __m512 a[GROUP][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm512_setzero_ps();
+#ifdef EXP_D
+    d = EXP_D; ks = EXP_D;
+#endif
     const size_t k0 = key * ks;
-    for (int c = 0; c < d; c += 16) {
-        __m512 kv0 = avx512_load16(k, k0 + c, dt), kv1 = avx512_load16(k, k0 + ks + c, dt);
-        __m512 kv2 = avx512_load16(k, k0 + 2 * ks + c, dt);
-        __m512 kv3 = avx512_load16(k, k0 + 3 * ks + c, dt);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            __m512 qv = _mm512_loadu_ps(qr[r] + c);
-            a[r][0] = _mm512_fmadd_ps(qv, kv0, a[r][0]);
-            a[r][1] = _mm512_fmadd_ps(qv, kv1, a[r][1]);
-            a[r][2] = _mm512_fmadd_ps(qv, kv2, a[r][2]);
-            a[r][3] = _mm512_fmadd_ps(qv, kv3, a[r][3]);
-        }
-    }
+    const int d16 = d & ~15;
+#ifdef EXP_UNROLL
+#pragma GCC unroll 16
+#endif
+    for (int c = 0; c < d16; c += 16)
+        quad_step(qr, R, k, k0, ks, c, 0, dt, a);
+    if (d & 8)
+        quad_step(qr, R, k, k0, ks, d16, 1, dt, a);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-        t[r] = avx512_reduce_quad(a[r][0], a[r][1], a[r][2], a[r][3]);
+        t[r] = avx512_quad_lanes(a[r][0], a[r][1], a[r][2], a[r][3]);
 }
 
-/* out[r] (lane j) = q_r . k_j for 16 consecutive keys k_j = k + j*ks. */
-AVX512_INLINE void dots16(const float *const *qr, int R, const void *k, size_t ks, int d,
-                          lkv_dtype dt, __m512 *out) {
-    __m512 t0[GROUP], t1[GROUP], t2[GROUP], t3[GROUP];
-    quad_dots(qr, R, k, 0, ks, d, dt, t0);
-    quad_dots(qr, R, k, 4, ks, d, dt, t1);
-    quad_dots(qr, R, k, 8, ks, d, dt, t2);
-    quad_dots(qr, R, k, 12, ks, d, dt, t3);
+/* Keys 8h .. 8h+7 of the 16 at k, as avx512_lanes_pair results. */
+AVX512_INLINE void octet_dots(const float *const *qr, int R, const void *k, size_t key,
+                              size_t ks, int d, lkv_dtype dt, __m512 *x) {
+    __m512 t0[GROUP], t1[GROUP];
+    quad_dots(qr, R, k, key, ks, d, dt, t0);
+    quad_dots(qr, R, k, key + 4, ks, d, dt, t1);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-        out[r] = avx512_keys16(t0[r], t1[r], t2[r], t3[r]);
+        x[r] = avx512_lanes_pair(t0[r], t1[r]);
+}
+
+/* out[r] (lane j) = q_r . k_j for 16 consecutive keys k_j = k + j*ks. Each
+ * quad is reduced as soon as it is done, so few vectors stay live. */
+AVX512_INLINE void dots16(const float *const *qr, int R, const void *k, size_t ks, int d,
+                          lkv_dtype dt, __m512 *out) {
+    __m512 x[GROUP], y[GROUP];
+    octet_dots(qr, R, k, 0, ks, d, dt, x);
+    octet_dots(qr, R, k, 8, ks, d, dt, y);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        out[r] = avx512_lanes_final(x[r], y[r]);
 }
 
 /* The same for nk < 16 keys (the tail of a run); lanes >= nk are 0. */
 AVX512_INLINE void dots_tail(const float *const *qr, int R, const void *k, size_t ks, int d,
                              int nk, lkv_dtype dt, __m512 *out) {
     float tmp[GROUP][16] __attribute__((aligned(64))) = {{0}};
+    const int d16 = d & ~15;
     for (int j = 0; j < nk; j++) {
         __m512 a[GROUP];
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             a[r] = _mm512_setzero_ps();
-        for (int c = 0; c < d; c += 16) {
-            __m512 kv = avx512_load16(k, (size_t)j * ks + c, dt);
+        for (int c = 0; c <= d16; c += 16) {
+            const int half = c == d16;
+            if (half && !(d & 8))
+                break;
+            __m512 kv = load_cols(k, (size_t)j * ks + c, half, dt);
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++)
-                a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(qr[r] + c), kv, a[r]);
+                a[r] = _mm512_fmadd_ps(load_q(qr[r], c, half), kv, a[r]);
         }
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
@@ -77,92 +137,211 @@ AVX512_INLINE void dots_tail(const float *const *qr, int R, const void *k, size_
         out[r] = _mm512_load_ps(tmp[r]);
 }
 
-/* Logits (scaled, capped, masked) of rows r0 .. r0+R-1 against one key block. */
-AVX512_INLINE void block_logits(const lkv_attn_block *b, int r0, int R, const void *k, size_t ks,
-                                int nk, __m512i pk, int need_mask, lkv_dtype dt, __m512 *s) {
-    const float *qr[GROUP];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-        qr[r] = avx512_query_row(b, r0 + r);
-    if (nk == 16)
-        dots16(qr, R, k, ks, b->d, dt, s);
+/* The query rows of a row tile, resolved once per pass: row r0 + r has its
+ * query at q[r] and its position at pos[r]. */
+typedef struct tile_rows {
+    const float *q[ROW_TILE_FLOATS / 8];
+    int32_t pos[ROW_TILE_FLOATS / 8];
+} tile_rows;
+
+/* Logits (scaled, capped, masked) of R rows (queries qr, positions qp)
+ * against one segment. */
+AVX512_INLINE void seg_logits(const lkv_attn_block *b, int R, const float *const *qr,
+                              const int32_t *qp, const key_seg *sg, size_t ks, lkv_dtype dt,
+                              __m512 *s) {
+    if (sg->n == 16)
+        dots16(qr, R, sg->k, ks, b->d, dt, s);
     else
-        dots_tail(qr, R, k, ks, b->d, nk, dt, s);
+        dots_tail(qr, R, sg->k, ks, b->d, sg->n, dt, s);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
-        __mmask16 vis = need_mask ? avx512_visible16(b, b->q_pos[(r0 + r) / b->G], pk, nk)
-                                  : avx512_first(nk);
+        __mmask16 vis = sg->need_mask ? avx512_visible16(b, qp[r], sg->pk, sg->n)
+                                      : avx512_first(sg->n);
         s[r] = avx512_finish_logits(b, s[r], vis);
     }
 }
 
-/* acc_r = alpha_r * acc_r + sum_{j < nk} p[r][j] * v_j for R rows, nv (1..4)
- * 16-column vectors starting at column c. */
-AVX512_INLINE void pv_cols(float *const *acc, int R, const float (*p)[16], const float *alpha,
-                           int rescale, const void *v, size_t ks, int nk, int c, int nv,
-                           lkv_dtype dt) {
-    __m512 a[GROUP][4];
+/* acc[r][i] += p[r][j] * v_j[c + 16 i ..] for key j of a segment. */
+AVX512_INLINE void pv_key(__m512 (*acc)[4], int R, const float *p, int p_stride, const void *v,
+                          size_t ks, int j, int c, int nv, int half, lkv_dtype dt) {
+    const int nt = nv + half; /* vectors, the last one half when half */
+    __m512 vv[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < nt; i++)
+        vv[i] = load_cols(v, (size_t)j * ks + (size_t)(c + 16 * i), i == nv, dt);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        __m512 pb = _mm512_set1_ps(p[r * p_stride + j]);
+#pragma GCC unroll 4
+        for (int i = 0; i < nt; i++)
+            acc[r][i] = _mm512_fmadd_ps(pb, vv[i], acc[r][i]);
+    }
+}
+
+/* The n keys of one segment; with few accumulators (dual) the keys alternate
+ * between two banks, a and a2, so the FMA latency stays hidden. */
+AVX512_INLINE void pv_seg(__m512 (*a)[4], __m512 (*a2)[4], int dual, int R, const float *p,
+                          int p_stride, const void *v, size_t ks, int n, int c, int nv, int half,
+                          lkv_dtype dt) {
+    int j = 0;
+    if (dual) {
+#pragma GCC unroll 2
+        for (; j + 2 <= n; j += 2) {
+            pv_key(a, R, p, p_stride, v, ks, j, c, nv, half, dt);
+            pv_key(a2, R, p, p_stride, v, ks, j + 1, c, nv, half, dt);
+        }
+    }
+#pragma GCC unroll 2
+    for (; j < n; j++)
+        pv_key(a, R, p, p_stride, v, ks, j, c, nv, half, dt);
+}
+
+/* acc_r = alpha_r * acc_r + P_r . V over the block's segments, for the nv
+ * full (and, when half, one 8-wide) column vectors starting at column c. */
+AVX512_INLINE void pv_cols(float *const *acc, int R, const float *p, const float *alpha,
+                           int rescale, const key_seg *sg, int n_seg, size_t ks, int c, int nv,
+                           int half, lkv_dtype dt) {
+    const int nt = nv + half;
+    const int dual = R * nt <= 8;
+    const __mmask16 last = half ? (__mmask16)0xFF : (__mmask16)0xFFFF;
+    __m512 a[GROUP][4], a2[GROUP][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         __m512 al = _mm512_set1_ps(alpha[r]);
 #pragma GCC unroll 4
-        for (int i = 0; i < nv; i++) {
-            a[r][i] = _mm512_loadu_ps(acc[r] + c + 16 * i);
+        for (int i = 0; i < nt; i++) {
+            a[r][i] = _mm512_maskz_loadu_ps(i == nv ? last : (__mmask16)0xFFFF, acc[r] + c + 16 * i);
             if (rescale)
                 a[r][i] = _mm512_mul_ps(a[r][i], al);
+            a2[r][i] = _mm512_setzero_ps();
         }
     }
-    for (int j = 0; j < nk; j++) {
-        __m512 vv[4];
-#pragma GCC unroll 4
-        for (int i = 0; i < nv; i++)
-            vv[i] = avx512_load16(v, (size_t)j * ks + (size_t)(c + 16 * i), dt);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            __m512 pb = _mm512_set1_ps(p[r][j]);
-#pragma GCC unroll 4
-            for (int i = 0; i < nv; i++)
-                a[r][i] = _mm512_fmadd_ps(pb, vv[i], a[r][i]);
-        }
+    const int p_stride = SEGS * 16;
+    for (int u = 0; u < n_seg; u++) {
+        if (sg[u].n == 16)
+            pv_seg(a, a2, dual, R, p + 16 * u, p_stride, sg[u].v, ks, 16, c, nv, half, dt);
+        else
+            pv_seg(a, a2, dual, R, p + 16 * u, p_stride, sg[u].v, ks, sg[u].n, c, nv, half, dt);
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int i = 0; i < nv; i++)
-            _mm512_storeu_ps(acc[r] + c + 16 * i, a[r][i]);
+        for (int i = 0; i < nt; i++) {
+            __m512 x = dual ? _mm512_add_ps(a[r][i], a2[r][i]) : a[r][i];
+            _mm512_mask_storeu_ps(acc[r] + c + 16 * i, i == nv ? last : (__mmask16)0xFFFF, x);
+        }
 }
 
-/* Folds one key block into the online-softmax state of rows r0 .. r0+R-1. */
-AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const void *k,
-                              const void *v, size_t ks, int nk, __m512i pk, int need_mask,
-                              lkv_dtype dt) {
-    __m512 s[GROUP];
-    block_logits(b, r0, R, k, ks, nk, pk, need_mask, dt, s);
-    float p[GROUP][16] __attribute__((aligned(64)));
+/* Prefetches (into L1) the rows of keys [t, t + n) of K or V at base. Dense
+ * rows are one contiguous range; strided rows are prefetched row by row. */
+static inline void prefetch_keys(const void *base, int t, int n, size_t ks, size_t row_bytes,
+                                 size_t es) {
+    const char *p = (const char *)base + (size_t)t * ks * es;
+    if (ks * es == row_bytes) {
+        const char *end = p + (size_t)n * row_bytes;
+        for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < end; p += 64)
+            _mm_prefetch(p, _MM_HINT_T0);
+        return;
+    }
+    for (int j = 0; j < n; j++, p += ks * es)
+        for (size_t o = 0; o < row_bytes; o += 64)
+            _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
+/* A cursor that runs a fixed number of keys ahead of the folding along the
+ * runs (across run boundaries: paged caches give short runs) and prefetches
+ * the K (and V) rows it passes. */
+typedef struct prefetcher {
+    const lkv_kv_run *runs;
+    int n_runs, ri, t; /* next key to prefetch: runs[ri], key t */
+    size_t ks, row_bytes, es;
+    int with_v;
+} prefetcher;
+
+static inline void prefetcher_advance(prefetcher *pf, int n, int fetch) {
+    while (n > 0 && pf->ri < pf->n_runs) {
+        const lkv_kv_run *run = &pf->runs[pf->ri];
+        int take = run->n - pf->t < n ? run->n - pf->t : n;
+#ifdef EXP_NOPF
+        fetch = 0;
+#endif
+        if (fetch && take > 0) {
+            prefetch_keys(run->k, pf->t, take, pf->ks, pf->row_bytes, pf->es);
+            if (pf->with_v)
+                prefetch_keys(run->v, pf->t, take, pf->ks, pf->row_bytes, pf->es);
+        }
+        pf->t += take;
+        n -= take;
+        if (pf->t >= run->n) {
+            pf->ri++;
+            pf->t = 0;
+        }
+    }
+}
+
+static void prefetcher_init(prefetcher *pf, const lkv_attn_block *b, const lkv_kv_run *runs,
+                            int n_runs, lkv_dtype dt, int with_v) {
+    pf->runs = runs;
+    pf->n_runs = n_runs;
+    pf->ri = pf->t = 0;
+    pf->es = avx512_dtype_bytes(dt);
+    pf->ks = avx512_kv_stride(b);
+    pf->row_bytes = (size_t)b->d * pf->es;
+    pf->with_v = with_v;
+    int ahead = (int)(PREFETCH_BYTES / pf->row_bytes);
+    prefetcher_advance(pf, ahead < 16 ? 16 : ahead, 0); /* the first keys: demand misses */
+}
+
+/* Folds one key block (n_seg segments) into the state of rows r0 .. r0+R-1. */
+AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const float *const *qr,
+                              const int32_t *qp, const key_seg *sg, int n_seg, size_t ks,
+                              prefetcher *pf, lkv_dtype dt) {
+    __m512 s[SEGS][GROUP];
+    for (int u = 0; u < n_seg; u++) {
+        if (pf) /* spread over the block, so the prefetches never come in one burst */
+            prefetcher_advance(pf, sg[u].n, 1);
+        seg_logits(b, R, qr, qp, &sg[u], ks, dt, s[u]);
+    }
+#ifdef EXP_QK_ONLY
+    __m512 t = _mm512_setzero_ps();
+    for (int u = 0; u < n_seg; u++) for (int r = 0; r < R; r++) t = _mm512_add_ps(t, s[u][r]);
+    _mm512_storeu_ps(b->acc, _mm512_add_ps(t, _mm512_loadu_ps(b->acc + 16)));
+    return;
+#endif
+    float p[GROUP][SEGS * 16] __attribute__((aligned(64)));
     float alpha[GROUP];
     float *acc[GROUP];
-    const int fold = avx512_softmax_fold(b, r0, R, s, p, alpha, acc);
+    const int fold = avx512_softmax_fold_n(b, r0, R, &s[0][0], GROUP, n_seg, &p[0][0], SEGS * 16,
+                                           alpha, acc);
     if (!fold)
         return;
+#ifdef EXP_NO_PV
+    return;
+#endif
     const int rescale = fold >> 1;
     const int d = b->d;
+    const float *pp = &p[0][0];
     int c = 0;
     for (; c + 64 <= d; c += 64)
-        pv_cols(acc, R, (const float (*)[16])p, alpha, rescale, v, ks, nk, c, 4, dt);
-    switch ((d - c) / 16) {
-    case 3: pv_cols(acc, R, (const float (*)[16])p, alpha, rescale, v, ks, nk, c, 3, dt); break;
-    case 2: pv_cols(acc, R, (const float (*)[16])p, alpha, rescale, v, ks, nk, c, 2, dt); break;
-    case 1: pv_cols(acc, R, (const float (*)[16])p, alpha, rescale, v, ks, nk, c, 1, dt); break;
+        pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 4, 0, dt);
+    switch ((d - c) / 8) { /* 8-column units left: full vectors, then a half */
+    case 7: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 3, 1, dt); break;
+    case 6: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 3, 0, dt); break;
+    case 5: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 2, 1, dt); break;
+    case 4: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 2, 0, dt); break;
+    case 3: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 1, 1, dt); break;
+    case 2: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 1, 0, dt); break;
+    case 1: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 0, 1, dt); break;
     default: break;
     }
 }
 
-/* Adds exp(s - lse) of rows r0 .. r0+R-1 for one key block to *mass. */
-AVX512_INLINE void block_observe(const lkv_attn_block *b, const float *lse, int r0, int R,
-                                 const void *k, size_t ks, int nk, __m512i pk, int need_mask,
-                                 lkv_dtype dt, __m512 *mass) {
+/* Adds exp(s - lse) of rows r0 .. r0+R-1 for one segment to *mass. */
+AVX512_INLINE void seg_observe(const lkv_attn_block *b, const float *lse, int r0, int R,
+                               const float *const *qr, const int32_t *qp, const key_seg *sg,
+                               size_t ks, lkv_dtype dt, __m512 *mass) {
     __m512 s[GROUP];
-    block_logits(b, r0, R, k, ks, nk, pk, need_mask, dt, s);
+    seg_logits(b, R, qr, qp, sg, ks, dt, s);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         float e = lse[r0 + r];
@@ -172,81 +351,99 @@ AVX512_INLINE void block_observe(const lkv_attn_block *b, const float *lse, int 
     }
 }
 
-/* Software prefetch of the 16 K (or V) rows at p, every cache line: on the
- * test machine the hardware prefetchers alone reach a fraction of the DRAM
- * bandwidth when K and V are read block by block with compute in between,
- * and prefetching every other line, or further ahead, measured slower. */
-AVX512_INLINE void prefetch_rows(const void *p, size_t ks, int d, lkv_dtype dt) {
-    size_t row_bytes = (size_t)d * avx512_dtype_bytes(dt), stride = ks * avx512_dtype_bytes(dt);
-    for (int j = 0; j < 16; j++)
-        for (size_t o = 0; o < row_bytes; o += 64)
-            _mm_prefetch((const char *)p + (size_t)j * stride + o, _MM_HINT_T0);
+/* ------------------------------------------------------------ traversal */
+
+/* Folds the block of segments into the state of rows [rt0, rt1). */
+AVX512_INLINE void fold_block(const lkv_attn_block *b, int rt0, int rt1, const tile_rows *tr,
+                              const key_seg *sg, int n_seg, size_t ks, prefetcher *pf,
+                              lkv_dtype dt) {
+    for (int g = rt0; g < rt1; g += GROUP) {
+        const float *const *qr = tr->q + (g - rt0);
+        const int32_t *qp = tr->pos + (g - rt0);
+        prefetcher *p = g == rt0 ? pf : NULL; /* the first group prefetches */
+        switch (rt1 - g < GROUP ? rt1 - g : GROUP) {
+        case 1: block_rows(b, g, 1, qr, qp, sg, n_seg, ks, p, dt); break;
+        case 2: block_rows(b, g, 2, qr, qp, sg, n_seg, ks, p, dt); break;
+        case 3: block_rows(b, g, 3, qr, qp, sg, n_seg, ks, p, dt); break;
+        default: block_rows(b, g, 4, qr, qp, sg, n_seg, ks, p, dt); break;
+        }
+    }
+}
+
+/* Adds the observer mass of one segment, summed over rows [rt0, rt1), to its slots. */
+AVX512_INLINE void observe_seg(const lkv_attn_block *b, const float *lse, int rt0, int rt1,
+                               const tile_rows *tr, const key_seg *sg, size_t ks, float *obs,
+                               lkv_dtype dt) {
+    __m512 mass = _mm512_setzero_ps();
+    for (int g = rt0; g < rt1; g += GROUP) {
+        const float *const *qr = tr->q + (g - rt0);
+        const int32_t *qp = tr->pos + (g - rt0);
+        switch (rt1 - g < GROUP ? rt1 - g : GROUP) {
+        case 1: seg_observe(b, lse, g, 1, qr, qp, sg, ks, dt, &mass); break;
+        case 2: seg_observe(b, lse, g, 2, qr, qp, sg, ks, dt, &mass); break;
+        case 3: seg_observe(b, lse, g, 3, qr, qp, sg, ks, dt, &mass); break;
+        default: seg_observe(b, lse, g, 4, qr, qp, sg, ks, dt, &mass); break;
+        }
+    }
+    __mmask16 in = avx512_first(sg->n);
+    _mm512_mask_storeu_ps(obs, in, _mm512_add_ps(_mm512_maskz_loadu_ps(in, obs), mass));
+}
+
+/* One pass of a row tile [rt0, rt1) over every key of every run: folds key
+ * blocks into the state (lse == NULL) or adds observer mass per segment. */
+AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0, int rt1,
+                             const lkv_kv_run *runs, int n_runs, lkv_dtype dt) {
+    const size_t ks = avx512_kv_stride(b);
+    const int tok0 = rt0 / b->G, tok1 = (rt1 - 1) / b->G + 1;
+    const int may_mask = b->causal || b->window > 0;
+    tile_rows tr;
+    for (int r = rt0; r < rt1; r++) {
+        tr.q[r - rt0] = avx512_query_row(b, r);
+        tr.pos[r - rt0] = b->q_pos[r / b->G];
+    }
+    prefetcher pf;
+    prefetcher_init(&pf, b, runs, n_runs, dt, !lse);
+    key_seg sg[SEGS];
+    int n_seg = 0;
+    for (int ri = 0; ri < n_runs; ri++) {
+        const lkv_kv_run *run = &runs[ri];
+        if (run->n <= 0)
+            continue;
+        if ((lse && !run->obs) || avx512_span_masked(b, tok0, tok1, avx512_key_pos(run, 0),
+                                                     avx512_key_pos(run, run->n - 1))) {
+            prefetcher_advance(&pf, run->n, 0);
+            continue;
+        }
+        for (int t0 = 0; t0 < run->n; t0 += 16) {
+            int nk = run->n - t0 < 16 ? run->n - t0 : 16;
+            int32_t pf0 = avx512_key_pos(run, t0), pl = avx512_key_pos(run, t0 + nk - 1);
+            if (may_mask && avx512_span_masked(b, tok0, tok1, pf0, pl)) {
+                prefetcher_advance(&pf, nk, 0);
+                continue;
+            }
+            key_seg *s = &sg[n_seg];
+            s->need_mask = may_mask && !avx512_span_visible(b, tok0, tok1, pf0, pl);
+            s->pk = s->need_mask ? avx512_key_pos16(run, t0, nk) : _mm512_setzero_si512();
+            s->k = avx512_elem(run->k, (size_t)t0 * ks, dt);
+            s->v = avx512_elem(run->v, (size_t)t0 * ks, dt);
+            s->n = nk;
+            if (lse) {
+                prefetcher_advance(&pf, nk, 1);
+                observe_seg(b, lse, rt0, rt1, &tr, s, ks, run->obs + t0, dt);
+            } else if (++n_seg == SEGS) {
+                fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt);
+                n_seg = 0;
+            }
+        }
+    }
+    if (n_seg)
+        fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt);
 }
 
 static int row_tile(const lkv_attn_block *b) {
     int n = ROW_TILE_FLOATS / b->d;
     n -= n % GROUP;
     return n < GROUP ? GROUP : n;
-}
-
-/* One pass of a row tile [rt0, rt1) over every key block of every run; folds
- * the blocks into the state (lse == NULL) or adds observer mass. */
-AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0, int rt1,
-                             const lkv_kv_run *runs, int n_runs, lkv_dtype dt) {
-    const size_t ks = avx512_kv_stride(b);
-    const int tok0 = rt0 / b->G, tok1 = (rt1 - 1) / b->G + 1;
-    const int may_mask = b->causal || b->window > 0;
-    int pf_keys = (int)(PREFETCH_BYTES / ((size_t)b->d * avx512_dtype_bytes(dt))) & ~15;
-    if (pf_keys < 16)
-        pf_keys = 16;
-    for (int ri = 0; ri < n_runs; ri++) {
-        const lkv_kv_run *run = &runs[ri];
-        if (run->n <= 0 || (lse && !run->obs))
-            continue;
-        if (avx512_span_masked(b, tok0, tok1, avx512_key_pos(run, 0),
-                               avx512_key_pos(run, run->n - 1)))
-            continue;
-        for (int t0 = 0; t0 < run->n; t0 += 16) {
-            int nk = run->n - t0 < 16 ? run->n - t0 : 16;
-            int32_t pf = avx512_key_pos(run, t0), pl = avx512_key_pos(run, t0 + nk - 1);
-            if (may_mask && avx512_span_masked(b, tok0, tok1, pf, pl))
-                continue;
-            int need_mask = may_mask && !avx512_span_visible(b, tok0, tok1, pf, pl);
-            __m512i pk = need_mask ? avx512_key_pos16(run, t0, nk) : _mm512_setzero_si512();
-            const void *k = avx512_elem(run->k, (size_t)t0 * ks, dt);
-            const void *v = avx512_elem(run->v, (size_t)t0 * ks, dt);
-            if (t0 + pf_keys + 16 <= run->n) {
-                prefetch_rows(avx512_elem(run->k, (size_t)(t0 + pf_keys) * ks, dt), ks, b->d, dt);
-                if (!lse)
-                    prefetch_rows(avx512_elem(run->v, (size_t)(t0 + pf_keys) * ks, dt), ks, b->d,
-                                  dt);
-            }
-            __m512 mass = _mm512_setzero_ps();
-            for (int g = rt0; g < rt1; g += GROUP) {
-                int R = rt1 - g < GROUP ? rt1 - g : GROUP;
-                if (lse) {
-                    switch (R) {
-                    case 1: block_observe(b, lse, g, 1, k, ks, nk, pk, need_mask, dt, &mass); break;
-                    case 2: block_observe(b, lse, g, 2, k, ks, nk, pk, need_mask, dt, &mass); break;
-                    case 3: block_observe(b, lse, g, 3, k, ks, nk, pk, need_mask, dt, &mass); break;
-                    default: block_observe(b, lse, g, 4, k, ks, nk, pk, need_mask, dt, &mass); break;
-                    }
-                } else {
-                    switch (R) {
-                    case 1: block_rows(b, g, 1, k, v, ks, nk, pk, need_mask, dt); break;
-                    case 2: block_rows(b, g, 2, k, v, ks, nk, pk, need_mask, dt); break;
-                    case 3: block_rows(b, g, 3, k, v, ks, nk, pk, need_mask, dt); break;
-                    default: block_rows(b, g, 4, k, v, ks, nk, pk, need_mask, dt); break;
-                    }
-                }
-            }
-            if (lse) {
-                __mmask16 in = avx512_first(nk);
-                float *o = run->obs + t0;
-                _mm512_mask_storeu_ps(o, in, _mm512_add_ps(_mm512_maskz_loadu_ps(in, o), mass));
-            }
-        }
-    }
 }
 
 AVX512_INLINE void attn_rows(const lkv_attn_block *b, const float *lse, const lkv_kv_run *runs,
