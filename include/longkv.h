@@ -529,14 +529,16 @@ int lkv_seq_read(const lkv_seq *s, int layer, int head, int slot0, int n, float 
 /* One page of a (layer, head) list, for selection policies. Pointers stay
  * valid until the sequence or that page is next modified; key_min/key_max of
  * a KIVI page (whose digest is derived from its per-channel scale and min, not
- * stored) point into scratch of the sequence and stay valid only until the next
- * lkv_seq_page_info call on it (so one thread per sequence). */
+ * stored) and pos of a quantized (int8/KIVI) page whose positions are
+ * consecutive (such a page stores only the first; the array is made on
+ * request) point into scratch of the sequence and stay valid only until the
+ * next lkv_seq_page_info call on it (so one thread per sequence). */
 typedef struct lkv_page_info {
     int n;                  /* slots of this page used by the sequence */
     int first_slot;         /* slot index of its first slot in the list */
     int format;             /* page format (an lkv_dtype value for plain formats) */
     int refcount;           /* holders: sequences + the prefix cache */
-    const int32_t *pos;     /* [n] original positions */
+    const int32_t *pos;     /* [n] original positions (see above for how long it lives) */
     const float *key_min;   /* [head_dim] per-channel min of the page's keys (stored values;
                                KIVI: the channel's min, a bound the extreme code reaches) */
     const float *key_max;   /* [head_dim] per-channel max (KIVI: min + (2^bits - 1) scale) */
@@ -610,6 +612,20 @@ int lkv_seq_attend_pages(lkv_seq *s, int layer, const lkv_attn_params *p, int n_
                          const float *q, const int32_t *q_pos, const int *sel,
                          const int *sel_count, int sel_stride, float *o, float *lse,
                          float *obs, int obs_stride, lkv_threadpool *tp);
+
+/* Attention over slots [slot0, slot1) of every KV head of the layer only
+ * (clipped to what each head holds; a head holding none of them gives its
+ * query rows o = 0 and lse = -INFINITY). The runs are cut inside pages where
+ * needed, in every page format, so e.g. a cache's first slots (attention
+ * sinks) and the others can be attended separately -- with differently rotated
+ * queries, as StreamingLLM's cache positions do -- and merged exactly with
+ * lkv_attn_merge. Masks still use the stored positions; q_pos NULL means the
+ * last n_q positions of the whole layer, as in lkv_seq_attend. slot1 may be
+ * INT_MAX. Returns as lkv_seq_attend, plus LKV_ERR_RANGE when slot0 < 0 or
+ * slot1 < slot0. */
+int lkv_seq_attend_slots(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
+                         const float *q, const int32_t *q_pos, int slot0, int slot1, float *o,
+                         float *lse, lkv_threadpool *tp);
 
 /* ------------------------------------------------------------ prefix cache */
 

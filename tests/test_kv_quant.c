@@ -441,6 +441,137 @@ static void test_convert(lkv_threadpool *tp) {
     lkv_cache_free(c);
 }
 
+/* ------------------------------------------------------------ positions */
+
+/* Positions of list (0, 0) equal ref[0, n): through lkv_seq_get_positions
+ * and through every page's lkv_page_info.pos. */
+static void check_positions(lkv_seq *s, const int32_t *ref, int n, const char *what) {
+    CHECK(lkv_seq_n_tokens(s, 0, 0) == n, "%s: %d tokens, want %d", what,
+          lkv_seq_n_tokens(s, 0, 0), n);
+    if (lkv_seq_n_tokens(s, 0, 0) != n)
+        return;
+    int32_t *got = malloc(sizeof(int32_t) * (size_t)n + 4);
+    CHECK_OK(lkv_seq_get_positions(s, 0, 0, 0, n, got));
+    int bad = -1;
+    for (int i = 0; i < n && bad < 0; i++)
+        if (got[i] != ref[i])
+            bad = i;
+    CHECK(bad < 0, "%s: slot %d holds position %d, want %d", what, bad, bad < 0 ? 0 : got[bad],
+          bad < 0 ? 0 : ref[bad]);
+    for (int p = 0, at = 0; p < lkv_seq_n_pages(s, 0, 0); p++) {
+        lkv_page_info pi;
+        CHECK_OK(lkv_seq_page_info(s, 0, 0, p, &pi));
+        int ok = pi.first_slot == at;
+        for (int t = 0; t < pi.n && ok; t++)
+            ok = pi.pos[t] == ref[at + t];
+        CHECK(ok, "%s: page %d's info positions", what, p);
+        at += pi.n;
+    }
+    free(got);
+}
+
+/* Quantized pages with consecutive positions keep only the first one (no
+ * [pt] array): smaller pages, and every reader still sees the positions --
+ * lkv_seq_get_positions, lkv_page_info.pos, attention, compaction by
+ * lkv_seq_keep in place (a page reading its own slots while it moves them),
+ * appends that continue such a page or leave a gap in it (it is replaced by a
+ * page with the array), copy on write, snapshots. */
+static void test_compact_positions(lkv_threadpool *tp) {
+    enum { D = 64, HK = 1, PT = 32, N = PT * 6 + 5, GAP_AT = 100 };
+    /* page bytes at d = 64, pages of 32: header 64, [positions 128], key
+     * scale/min 256, value scale/min 256, codes 2 x 32 x 16 (KIVI-2) */
+    const size_t kivi2_base = 64 + 256 + 256 + 1024, kivi2_arr = kivi2_base + 128;
+    const size_t f16_page = 64 + 128 + 256 + 256 + 2 * PT * D * 2;
+    lkv_cache *c = make_cache(D, HK, PT, LKV_DTYPE_F16);
+    lkv_seq *s = NULL;
+    CHECK_OK(lkv_seq_create(c, &s));
+    int32_t ref[N + PT], tmp[N + PT];
+    for (int t = 0; t < N; t++)
+        ref[t] = t + (t >= GAP_AT ? 1000 : 0); /* one gap, inside page 3 */
+    float *k = malloc(sizeof(float) * (N + PT) * D), *v = malloc(sizeof(float) * (N + PT) * D);
+    lkv_test_fill_normal(&rng, k, (size_t)(N + PT) * D, 1.0f);
+    lkv_test_fill_normal(&rng, v, (size_t)(N + PT) * D, 1.0f);
+    for (int l = 0; l < 2; l++)
+        CHECK_OK(lkv_seq_append(s, l, N, ref, k, v));
+    for (int l = 0; l < 2; l++)
+        CHECK_OK(lkv_seq_convert(s, l, 0, 0, 6, LKV_DTYPE_KIVI2));
+    size_t want = 5 * kivi2_base + kivi2_arr + f16_page;
+    CHECK(lkv_cache_bytes(c, 0, 0) == want, "kivi2 list bytes %zu, want %zu (5 pages without "
+          "positions, 1 with, 1 f16)", lkv_cache_bytes(c, 0, 0), want);
+    check_positions(s, ref, N, "after convert");
+    check_seq_attention(s, 0, D, HK, 3, tp);
+
+    /* snapshot round trip: the same positions, bytes and codes */
+    size_t sz = 0;
+    CHECK_OK(lkv_seq_snapshot_size(s, -1, &sz));
+    void *buf = malloc(sz);
+    CHECK_OK(lkv_seq_save_mem(s, -1, buf, sz, NULL));
+    lkv_seq *r = NULL;
+    CHECK_OK(lkv_seq_load_mem(c, buf, sz, &r));
+    if (r) {
+        check_positions(r, ref, N, "loaded snapshot");
+        CHECK(lkv_cache_bytes(c, 0, 0) == 2 * want, "loaded pages keep the compact layout (%zu)",
+              lkv_cache_bytes(c, 0, 0));
+        float *a = malloc(sizeof(float) * N * D), *b = malloc(sizeof(float) * N * D);
+        CHECK_OK(lkv_seq_read(s, 0, 0, 0, N, a, NULL));
+        CHECK_OK(lkv_seq_read(r, 0, 0, 0, N, b, NULL));
+        CHECK(memcmp(a, b, sizeof(float) * N * D) == 0, "loaded keys decode to the same values");
+        free(a);
+        free(b);
+        lkv_seq_free(r);
+    }
+    free(buf);
+
+    /* keep in place: dropping the first 10 slots moves every page's slots
+     * down; page 0 reads its own slots while its base moves, the page that
+     * now holds the gap is replaced by one with an array */
+    int slots[N], m = 0;
+    for (int i = 10; i < N; i++)
+        slots[m++] = i;
+    CHECK_OK(lkv_seq_keep(s, 0, 0, slots, m));
+    for (int i = 0; i < m; i++)
+        tmp[i] = ref[slots[i]];
+    memcpy(ref, tmp, sizeof(int32_t) * (size_t)m);
+    int n = m;
+    check_positions(s, ref, n, "after keep");
+    check_seq_attention(s, 0, D, HK, 3, tp);
+
+    /* truncate into a page without an array, append continuing it: it stays so */
+    n = PT + 7;
+    CHECK_OK(lkv_seq_truncate(s, n));
+    size_t b0 = lkv_cache_bytes(c, 0, 0);
+    CHECK_OK(lkv_seq_append_head(s, 0, 0, 3, NULL, k, v));
+    for (int i = 0; i < 3; i++)
+        ref[n + i] = ref[n - 1] + 1 + i;
+    n += 3;
+    check_positions(s, ref, n, "append continuing a compact page");
+    CHECK(lkv_cache_bytes(c, 0, 0) == b0, "continuing keeps the page (%zu vs %zu)",
+          lkv_cache_bytes(c, 0, 0), b0);
+    /* a fork shares the tail: copy on write, still compact */
+    lkv_seq *f = NULL;
+    CHECK_OK(lkv_seq_fork(s, &f));
+    CHECK_OK(lkv_seq_append_head(f, 0, 0, 2, NULL, k, v));
+    memcpy(tmp, ref, sizeof(int32_t) * (size_t)n);
+    tmp[n] = ref[n - 1] + 1;
+    tmp[n + 1] = ref[n - 1] + 2;
+    check_positions(f, tmp, n + 2, "fork's copied tail");
+    check_positions(s, ref, n, "original after the fork's append");
+    lkv_seq_free(f);
+    /* append with a gap into it: replaced by a page with positions */
+    int32_t gp[4] = {ref[n - 1] + 5, ref[n - 1] + 6, ref[n - 1] + 9, ref[n - 1] + 10};
+    CHECK_OK(lkv_seq_append_head(s, 0, 0, 4, gp, k, v));
+    memcpy(ref + n, gp, sizeof gp);
+    n += 4;
+    check_positions(s, ref, n, "append with a gap into a compact page");
+    CHECK(lkv_cache_bytes(c, 0, 0) == b0 + 128, "the tail page gained its array (%zu vs %zu)",
+          lkv_cache_bytes(c, 0, 0), b0 + 128);
+    check_seq_attention(s, 0, D, HK, 3, tp);
+    lkv_seq_free(s);
+    lkv_cache_free(c);
+    free(k);
+    free(v);
+}
+
 /* ------------------------------------------------------------ presses */
 
 static void test_press(lkv_threadpool *tp) {
@@ -559,6 +690,7 @@ int main(void) {
     test_fused(NULL);
     test_fused(tp);
     test_convert(tp);
+    test_compact_positions(tp);
     test_press(tp);
     lkv_threadpool_free(tp);
     return lkv_test_finish("test_kv_quant");

@@ -170,11 +170,51 @@ static void test_streaming(lkv_rng *r) {
         CHECK_OK(lkv_press_after_decode(st, f.seq, NULL));
         CHECK(lkv_seq_n_tokens(f.seq, 0, 0) <= 36 + PAGE, "step %d: %d tokens", step,
               lkv_seq_n_tokens(f.seq, 0, 0));
+        /* what positions=cache relies on: sinks 0..3, then one contiguous window */
+        int n = lkv_seq_n_tokens(f.seq, 1, 1);
+        int32_t pos[N];
+        CHECK_OK(lkv_seq_get_positions(f.seq, 1, 1, 0, n, pos));
+        int ok = 1;
+        for (int i = 0; i < n; i++)
+            ok &= pos[i] == (i < 4 ? i : N + step - (n - 1 - i));
+        CHECK(ok, "step %d: not 4 sinks + one contiguous window", step);
     }
     CHECK(has_position(f.seq, 1, 1, 0) && has_position(f.seq, 1, 1, 3), "sinks survive decoding");
     CHECK(has_position(f.seq, 1, 1, N + 99), "newest kept");
     lkv_press_state_free(st);
     teardown(&f);
+}
+
+/* Which policies ask the model for cache positions (model_press.c splits
+ * their attention at the sinks); combining them with page selection is refused. */
+static void test_cache_positions_flag(void) {
+    const struct { const char *spec; int sinks; } cases[] = {
+        {"streamingllm:sinks=4,recent=60,positions=cache", 4},
+        {"streamingllm:sinks=7,budget=64,positions=cache+int8", 7},
+        {"streamingllm:sinks=4,recent=60", 0},
+        {"streamingllm:sinks=0,recent=60,positions=cache", 0}, /* nothing to split */
+        {"snapkv:ratio=0.5", 0},
+    };
+    lkv_press_geom g = {L, H, HK, D};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lkv_press *p = NULL;
+        lkv_press_state *st = NULL;
+        CHECK_OK(lkv_press_create(cases[i].spec, &p));
+        if (p)
+            CHECK_OK(lkv_press_state_create(p, &g, &st));
+        CHECK(lkv_press_cache_position_sinks(st) == cases[i].sinks, "%s: %d sinks", cases[i].spec,
+              lkv_press_cache_position_sinks(st));
+        lkv_press_state_free(st);
+        lkv_press_free(p);
+    }
+    lkv_press *p = NULL;
+    lkv_press_state *st = NULL;
+    CHECK_OK(lkv_press_create("streamingllm:positions=cache+quest", &p));
+    if (p)
+        CHECK(lkv_press_state_create(p, &g, &st) == LKV_ERR_UNSUPPORTED && !st,
+              "cache positions with page selection should be refused");
+    lkv_press_free(p);
+    CHECK(lkv_press_cache_position_sinks(NULL) == 0, "NULL state");
 }
 
 static void test_h2o(lkv_rng *r) {
@@ -334,6 +374,7 @@ int main(void) {
     size_t base = lkv_alloc_bytes_in_use();
     test_snapkv(&r);
     test_streaming(&r);
+    test_cache_positions_flag();
     test_h2o(&r);
     test_tova_knorm_random_pyramid(&r);
     test_question_kept(&r);

@@ -24,7 +24,7 @@
 #include "kv/kv.h"
 
 static size_t kv_extent_bytes(const lkv_cache *c, const kv_page *pg) {
-    const kv_layout *L = &c->layout[pg->format];
+    const kv_layout *L = kv_page_layout(c, pg);
     return L->bytes[KV_ROLE_K] + L->bytes[KV_ROLE_V];
 }
 
@@ -57,7 +57,7 @@ int lkv_seq_offload(lkv_seq *s, int layer, int head, int page) {
     if (pg->backup)
         return LKV_OK;
     lkv_cache *c = s->c;
-    const kv_layout *L = &c->layout[pg->format];
+    const kv_layout *L = kv_page_layout(c, pg);
     size_t kb = L->bytes[KV_ROLE_K], vb = L->bytes[KV_ROLE_V];
     uint8_t *blk = lkv_malloc(kb + vb);
     if (!blk)
@@ -98,7 +98,7 @@ int lkv_seq_recall(lkv_seq *s, int layer, int head, int page) {
             return rc;
         }
     }
-    size_t kb = c->layout[pg->format].bytes[KV_ROLE_K];
+    size_t kb = kv_page_layout(c, pg)->bytes[KV_ROLE_K];
     size_t bytes = kv_extent_bytes(c, pg);
     uint8_t *blk = pg->backup;
     memcpy(mem[KV_ROLE_K], blk, kb);

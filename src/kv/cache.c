@@ -20,11 +20,12 @@ lkv_cache_params lkv_cache_default_params(void) {
     return p;
 }
 
-static kv_layout layout_of(const kv_format *f, int pt, int d) {
+static kv_layout layout_of(const kv_format *f, int base, int pt, int d) {
     kv_layout L;
     size_t off = R64(sizeof(kv_page));
-    L.pos = off;
-    off += R64((size_t)pt * 4);
+    L.pos = base ? 0 : off; /* KV_PAGE_POS_BASE: no positions array */
+    if (!base)
+        off += R64((size_t)pt * 4);
     L.kmin = L.kmax = 0; /* derived digest (KIVI): nothing stored */
     if (!f->digest) {
         L.kmin = off;
@@ -77,11 +78,12 @@ int lkv_cache_create(const lkv_cache_params *p, lkv_cache **out) {
         lkv_free(c);
         return rc;
     }
-    for (int f = 0; f < LKV_PAGE_FORMAT_COUNT; f++) {
-        c->layout[f] = layout_of(kv_format_get(f), q.page_tokens, q.head_dim);
-        for (int r = 0; r < KV_ROLES; r++)
-            c->cls_of[f][r] = -1;
-    }
+    for (int f = 0; f < LKV_PAGE_FORMAT_COUNT; f++)
+        for (int b = 0; b < 2; b++) {
+            c->layout[f][b] = layout_of(kv_format_get(f), b, q.page_tokens, q.head_dim);
+            for (int r = 0; r < KV_ROLES; r++)
+                c->cls_of[f][b][r] = -1;
+        }
     c->list_bytes = lkv_calloc((size_t)c->n_lists, sizeof *c->list_bytes);
     if (!c->list_bytes) {
         kv_pool_destroy(&c->pool);
@@ -126,6 +128,7 @@ int lkv_cache_get_stats(const lkv_cache *c, lkv_cache_stats *out) {
     size_t meta = 0;
     for (const lkv_seq *s = c->seqs; s; s = s->next) {
         meta += sizeof *s + (size_t)c->n_lists * sizeof(kv_list) + s->runs_cap * sizeof(lkv_kv_run) +
+                (size_t)c->p.page_tokens * sizeof(int32_t) + (size_t)2 * c->p.head_dim * sizeof(float) +
                 (size_t)c->p.kv_heads * sizeof(lkv_kv_head_runs) + s->tmp_cap * sizeof(kv_page *);
         for (int i = 0; i < c->n_lists; i++)
             meta += (size_t)s->lists[i].cap * sizeof(kv_ref);
@@ -163,13 +166,13 @@ size_t lkv_cache_bytes(const lkv_cache *c, int layer, int head) {
 
 /* ------------------------------------------------------------ pages */
 
-/* One extent of a role; under budget pressure evicts prefix entries first. */
-static int ensure_class(lkv_cache *c, int format, int role) {
-    if (c->cls_of[format][role] < 0) {
-        int cls = kv_pool_class(&c->pool, c->layout[format].bytes[role], role);
+/* The pool class of a role's extents for pages of (format, base). */
+static int ensure_class(lkv_cache *c, int format, int base, int role) {
+    if (c->cls_of[format][base][role] < 0) {
+        int cls = kv_pool_class(&c->pool, c->layout[format][base].bytes[role], role);
         if (cls < 0)
             return cls;
-        c->cls_of[format][role] = cls;
+        c->cls_of[format][base][role] = cls;
     }
     return LKV_OK;
 }
@@ -177,7 +180,7 @@ static int ensure_class(lkv_cache *c, int format, int role) {
 void kv_list_release_stash(lkv_cache *c, kv_list *l) {
     for (; l->stash_n > 0; l->stash_n--)
         for (int r = 0; r < KV_ROLES; r++)
-            kv_pool_unreserve(&c->pool, c->cls_of[l->stash_fmt][r], l->stash[r]++);
+            kv_pool_unreserve(&c->pool, c->cls_of[l->stash_fmt][0][r], l->stash[r]++);
 }
 
 static void release_all_stashes(lkv_cache *c) {
@@ -188,11 +191,12 @@ static void release_all_stashes(lkv_cache *c) {
 
 /* One extent of a role; under budget pressure evicts prefix entries first;
  * when the address range is used up, gives back the lists' reserved runs. */
-static int extent_new(lkv_cache *c, int format, int role, void **mem, uint32_t *index) {
-    LKV_TRY(ensure_class(c, format, role));
+static int extent_new(lkv_cache *c, int format, int base, int role, void **mem,
+                      uint32_t *index) {
+    LKV_TRY(ensure_class(c, format, base, role));
     int rc, released = 0;
     for (;;) {
-        rc = kv_pool_alloc(&c->pool, c->cls_of[format][role], mem, index);
+        rc = kv_pool_alloc(&c->pool, c->cls_of[format][base][role], mem, index);
         if (rc == LKV_ERR_BUDGET && kv_prefix_evict_one(c))
             continue;
         if (rc == LKV_ERR_RANGE && !released) {
@@ -207,17 +211,18 @@ static int extent_new(lkv_cache *c, int format, int role, void **mem, uint32_t *
     return rc;
 }
 
-static kv_page *page_init(lkv_cache *c, int format, int layer, int head, void **mem,
+static kv_page *page_init(lkv_cache *c, int format, int base, int layer, int head, void **mem,
                           const uint32_t *index) {
     const kv_format *f = kv_format_get(format);
     kv_page *pg = mem[KV_ROLE_META];
     memset(pg, 0, sizeof *pg);
     pg->refcount = 1;
     pg->format = (int16_t)format;
-    pg->layer = layer;
-    pg->head = head;
+    pg->flags = base ? KV_PAGE_POS_BASE : 0;
+    pg->layer = (int16_t)layer;
+    pg->head = (int16_t)head;
     for (int r = 0; r < KV_ROLES; r++) {
-        pg->cls[r] = (int16_t)c->cls_of[format][r];
+        pg->cls[r] = (int16_t)c->cls_of[format][base][r];
         pg->slot[r] = index[r];
     }
     pg->k = mem[KV_ROLE_K];
@@ -232,44 +237,54 @@ static kv_page *page_init(lkv_cache *c, int format, int layer, int head, void **
         f->init(&a, c->p.page_tokens, c->p.head_dim);
     }
     c->n_pages++;
-    c->list_bytes[layer * c->p.kv_heads + head] += page_bytes(&c->layout[format]);
+    c->list_bytes[layer * c->p.kv_heads + head] += page_bytes(&c->layout[format][base]);
     return pg;
 }
 
-int kv_page_new(lkv_cache *c, int format, int layer, int head, kv_page **out) {
-    if (!kv_format_get(format))
+int kv_page_new(lkv_cache *c, int format, int base, int layer, int head, kv_page **out) {
+    const kv_format *f = kv_format_get(format);
+    if (!f)
         LKV_FAIL(LKV_ERR_INVALID, "kv: unknown page format %d", format);
+    base = base && f->compact_pos;
     void *mem[KV_ROLES];
     uint32_t index[KV_ROLES];
     for (int r = 0; r < KV_ROLES; r++) {
-        int rc = extent_new(c, format, r, &mem[r], &index[r]);
+        int rc = extent_new(c, format, base, r, &mem[r], &index[r]);
         if (rc < 0) {
             while (r-- > 0)
-                kv_pool_free(&c->pool, c->cls_of[format][r], index[r]);
+                kv_pool_free(&c->pool, c->cls_of[format][base][r], index[r]);
             return rc;
         }
     }
-    *out = page_init(c, format, layer, head, mem, index);
+    *out = page_init(c, format, base, layer, head, mem, index);
     return LKV_OK;
 }
 
-int kv_page_new_in(lkv_cache *c, int format, int layer, int head, kv_list *l, kv_page **out) {
-    if (!kv_format_get(format))
+int kv_page_new_in(lkv_cache *c, int format, int base, int layer, int head, kv_list *l,
+                   kv_page **out) {
+    const kv_format *f = kv_format_get(format);
+    if (!f)
         LKV_FAIL(LKV_ERR_INVALID, "kv: unknown page format %d", format);
+    /* Reserved runs keep the K/V extents of plain pages adjacent so that they
+     * merge into runs (KV_REF_CONT); pages with per-page metadata never merge,
+     * so formats that can drop their positions (all of them quantized) do not
+     * need them. The stash thus only ever holds pages with positions. */
+    if (f->compact_pos)
+        return kv_page_new(c, format, base, layer, head, out);
     if (l->stash_n > 0 && l->stash_fmt != format)
         kv_list_release_stash(c, l);
     if (l->stash_n == 0) { /* reserve the next run; without room, a plain page */
         uint32_t first[KV_ROLES];
         int r = 0;
         for (; r < KV_ROLES; r++)
-            if (ensure_class(c, format, r) < 0 ||
-                kv_pool_reserve_run(&c->pool, c->cls_of[format][r], KV_STASH_PAGES, &first[r]) < 0)
+            if (ensure_class(c, format, 0, r) < 0 ||
+                kv_pool_reserve_run(&c->pool, c->cls_of[format][0][r], KV_STASH_PAGES, &first[r]) < 0)
                 break;
         if (r < KV_ROLES) {
             while (r-- > 0)
                 for (uint32_t i = 0; i < KV_STASH_PAGES; i++)
-                    kv_pool_unreserve(&c->pool, c->cls_of[format][r], first[r] + i);
-            return kv_page_new(c, format, layer, head, out);
+                    kv_pool_unreserve(&c->pool, c->cls_of[format][0][r], first[r] + i);
+            return kv_page_new(c, format, 0, layer, head, out);
         }
         memcpy(l->stash, first, sizeof first);
         l->stash_n = KV_STASH_PAGES;
@@ -279,13 +294,13 @@ int kv_page_new_in(lkv_cache *c, int format, int layer, int head, kv_list *l, kv
     for (int r = 0; r < KV_ROLES; r++) {
         int rc;
         for (;;) {
-            rc = kv_pool_alloc_index(&c->pool, c->cls_of[format][r], l->stash[r], &mem[r]);
+            rc = kv_pool_alloc_index(&c->pool, c->cls_of[format][0][r], l->stash[r], &mem[r]);
             if (rc != LKV_ERR_BUDGET || !kv_prefix_evict_one(c))
                 break;
         }
         if (rc < 0) { /* back to reserved: the run stays intact */
             while (r-- > 0)
-                kv_pool_uncommit(&c->pool, c->cls_of[format][r], l->stash[r]);
+                kv_pool_uncommit(&c->pool, c->cls_of[format][0][r], l->stash[r]);
             return rc;
         }
     }
@@ -293,7 +308,7 @@ int kv_page_new_in(lkv_cache *c, int format, int layer, int head, kv_list *l, kv
     for (int r = 0; r < KV_ROLES; r++)
         index[r] = l->stash[r]++;
     l->stash_n--;
-    *out = page_init(c, format, layer, head, mem, index);
+    *out = page_init(c, format, 0, layer, head, mem, index);
     return LKV_OK;
 }
 
@@ -302,8 +317,9 @@ void kv_page_unref(lkv_cache *c, kv_page *pg) {
         return;
     c->n_pages--;
     int offloaded = pg->backup != NULL; /* K/V in the backup tier, not in the pool */
+    const kv_layout *L = kv_page_layout(c, pg);
     c->list_bytes[pg->layer * c->p.kv_heads + pg->head] -=
-        offloaded ? c->layout[pg->format].bytes[KV_ROLE_META] : page_bytes(&c->layout[pg->format]);
+        offloaded ? L->bytes[KV_ROLE_META] : page_bytes(L);
     if (offloaded)
         kv_backup_release(c, pg);
     int16_t cls[KV_ROLES];
@@ -315,8 +331,12 @@ void kv_page_unref(lkv_cache *c, kv_page *pg) {
             kv_pool_free(&c->pool, cls[r], slot[r]);
 }
 
+const kv_layout *kv_page_layout(const lkv_cache *c, const kv_page *pg) {
+    return &c->layout[pg->format][(pg->flags & KV_PAGE_POS_BASE) != 0];
+}
+
 kv_page_ptrs kv_page_arrays(const lkv_cache *c, const kv_page *pg) {
-    const kv_layout *L = &c->layout[pg->format];
+    const kv_layout *L = kv_page_layout(c, pg);
     uint8_t *b = (uint8_t *)pg;
     kv_page_ptrs r;
     r.k = pg->k;
@@ -327,14 +347,40 @@ kv_page_ptrs kv_page_arrays(const lkv_cache *c, const kv_page *pg) {
 }
 
 int32_t *kv_page_pos(const lkv_cache *c, const kv_page *pg) {
-    return (int32_t *)((uint8_t *)pg + c->layout[pg->format].pos);
+    size_t off = kv_page_layout(c, pg)->pos;
+    return off ? (int32_t *)((uint8_t *)pg + off) : NULL;
 }
+
+int32_t kv_page_pos_at(const lkv_cache *c, const kv_page *pg, int slot) {
+    if (pg->flags & KV_PAGE_POS_BASE)
+        return pg->pos0 + slot;
+    return kv_page_pos(c, pg)[slot];
+}
+
+void kv_page_get_pos(const lkv_cache *c, const kv_page *pg, int slot0, int n, int32_t *out) {
+    const int32_t *pos = kv_page_pos(c, pg);
+    for (int i = 0; i < n; i++)
+        out[i] = pos ? pos[slot0 + i] : pg->pos0 + slot0 + i;
+}
+
+void kv_page_set_pos(const lkv_cache *c, kv_page *pg, int slot, int32_t p) {
+    int32_t *pos = kv_page_pos(c, pg);
+    if (pos)
+        pos[slot] = p;
+    else
+        pg->pos0 = p - slot; /* positions >= 0 and slot < 4096: no overflow */
+}
+
+int kv_pos_consecutive(const int32_t *pos, int n) {
+    return !pos || n <= 1 || (int64_t)pos[n - 1] - pos[0] == n - 1;
+}
+
 float *kv_page_kmin(const lkv_cache *c, const kv_page *pg) {
-    size_t off = c->layout[pg->format].kmin;
+    size_t off = kv_page_layout(c, pg)->kmin;
     return off ? (float *)((uint8_t *)pg + off) : NULL;
 }
 float *kv_page_kmax(const lkv_cache *c, const kv_page *pg) {
-    size_t off = c->layout[pg->format].kmax;
+    size_t off = kv_page_layout(c, pg)->kmax;
     return off ? (float *)((uint8_t *)pg + off) : NULL;
 }
 
@@ -381,7 +427,15 @@ void kv_page_copy_slots(const lkv_cache *c, kv_page *dst, int dst0, const kv_pag
     const kv_format *fd = kv_format_get(dst->format); /* may differ: lists mix formats */
     int d = c->p.head_dim, pt = c->p.page_tokens;
     kv_page_ptrs a = kv_page_arrays(c, src), b = kv_page_arrays(c, dst);
-    memmove(kv_page_pos(c, dst) + dst0, kv_page_pos(c, src) + src0, (size_t)n * 4);
+    const int32_t *sp = kv_page_pos(c, src);
+    int32_t *dp = kv_page_pos(c, dst);
+    if (sp && dp)
+        memmove(dp + dst0, sp + src0, (size_t)n * 4);
+    else if (dp) /* from a page without an array */
+        for (int t = 0; t < n; t++)
+            dp[dst0 + t] = src->pos0 + src0 + t;
+    /* into a page without an array: its base is the caller's to set (a
+     * compaction in place may still read the page's old positions) */
     if (f->elem_bytes && f == fd) {
         size_t row = f->elem_bytes * (size_t)d;
         memmove((uint8_t *)b.k + dst0 * row, (const uint8_t *)a.k + src0 * row, n * row);

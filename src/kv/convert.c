@@ -50,8 +50,14 @@ int lkv_seq_convert(lkv_seq *s, int layer, int head, int first_page, int n_pages
         lkv_free(kbuf);
         LKV_FAIL(LKV_ERR_NOMEM, "%s: out of memory for scratch", fn);
     }
-    for (int i = 0; i < need; i++) {
-        int rc = kv_page_new(c, (int)to, layer, head, &fresh[i]);
+    for (int i = 0, j = first_page; i < need; j++) {
+        const kv_ref *r = &l->refs[j];
+        if (r->page->format == (int)to)
+            continue;
+        /* consecutive positions (no eviction yet): the new page keeps only the first */
+        int base = r->n > 0 && kv_page_pos_at(c, r->page, r->n - 1) -
+                                   kv_page_pos_at(c, r->page, 0) == r->n - 1;
+        int rc = kv_page_new(c, (int)to, base, layer, head, &fresh[i]);
         if (rc < 0) {
             while (i-- > 0)
                 kv_page_unref(c, fresh[i]);
@@ -59,6 +65,7 @@ int lkv_seq_convert(lkv_seq *s, int layer, int head, int first_page, int n_pages
             lkv_free(kbuf);
             return rc;
         }
+        i++;
     }
     /* phase 2: cannot fail */
     float *vbuf = kbuf + (size_t)pt * d;
@@ -83,7 +90,10 @@ int lkv_seq_convert(lkv_seq *s, int layer, int head, int first_page, int n_pages
         } else {
             ft->write(&b, pt, d, 0, n, kbuf, (size_t)d, vbuf, (size_t)d);
         }
-        memcpy(kv_page_pos(c, np), kv_page_pos(c, old), (size_t)n * sizeof(int32_t));
+        if (np->flags & KV_PAGE_POS_BASE)
+            np->pos0 = kv_page_pos_at(c, old, 0);
+        else
+            kv_page_get_pos(c, old, 0, n, kv_page_pos(c, np));
         np->fill = n;
         kv_page_digest(c, np, n); /* of the stored (dequantized) keys: Quest stays exact */
         kv_page_unref(c, old);

@@ -89,11 +89,11 @@ static void bf16_read(const kv_page_ptrs *pg, int pt, int d, int slot, int n, fl
 
 static const kv_format formats[LKV_DTYPE_BF16 + 1] = {
     {"f32", LKV_DTYPE_F32, LKV_DTYPE_F32, f32_bytes, f32_bytes, plain_none, plain_none, 4,
-     f32_write, f32_read, NULL, NULL},
+     f32_write, f32_read, NULL, NULL, 0},
     {"f16", LKV_DTYPE_F16, LKV_DTYPE_F16, half_bytes, half_bytes, plain_none, plain_none, 2,
-     f16_write, f16_read, NULL, NULL},
+     f16_write, f16_read, NULL, NULL, 0},
     {"bf16", LKV_DTYPE_BF16, LKV_DTYPE_BF16, half_bytes, half_bytes, plain_none, plain_none, 2,
-     bf16_write, bf16_read, NULL, NULL},
+     bf16_write, bf16_read, NULL, NULL, 0},
 };
 
 const kv_format *kv_format_get(int tag) {

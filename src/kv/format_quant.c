@@ -161,11 +161,11 @@ KIVI_FNS(kivi2, LKV_DTYPE_KIVI2)
 
 static const kv_format quant_formats[3] = {
     {"q8", LKV_DTYPE_Q8, LKV_DTYPE_Q8, q8_rows, q8_rows, q8_aux, q8_aux, 0, q8_write, q8_read,
-     NULL, NULL},
+     NULL, NULL, 1},
     {"kivi4", LKV_DTYPE_KIVI4, LKV_DTYPE_KIVI4, kivi4_rows, kivi4_rows, kivi_kaux, kivi_vaux, 0,
-     kivi4_write, kivi4_read, kivi4_init, kivi4_digest},
+     kivi4_write, kivi4_read, kivi4_init, kivi4_digest, 1},
     {"kivi2", LKV_DTYPE_KIVI2, LKV_DTYPE_KIVI2, kivi2_rows, kivi2_rows, kivi_kaux, kivi_vaux, 0,
-     kivi2_write, kivi2_read, kivi2_init, kivi2_digest},
+     kivi2_write, kivi2_read, kivi2_init, kivi2_digest, 1},
 };
 
 const kv_format *kv_format_quant(int tag) {

@@ -46,6 +46,13 @@ typedef struct kv_format {
      * channel's min and min + (2^b - 1) * scale), so the page keeps no
      * key_min/key_max arrays. NULL: the digest is stored and maintained. */
     void (*digest)(const kv_page_ptrs *pg, int page_tokens, int d, float *kmin, float *kmax);
+    /* 1: a page of this format whose positions are consecutive stores only the
+     * first one (kv_page.pos0, KV_PAGE_POS_BASE) and no [pt] array. Only the
+     * quantized formats use it: there the 4 bytes per token are a large share
+     * of the page (KIVI-2 at d = 64: 50 of 54 bytes per token), and their pages
+     * never merge into runs with neighbours, so no pool address pattern depends
+     * on their header extents. */
+    int compact_pos;
 } kv_format;
 
 /* Traits of a format tag, or NULL if this build cannot store it. */
@@ -57,36 +64,49 @@ const kv_format *kv_format_quant(int tag);
 
 /* A page is three pool extents, each from its own size class (so its own
  * address range): the meta extent starting with this header, then (offsets in
- * kv_layout) pos [pt] int32, key_min [d] f32, key_max [d] f32 (absent when the
+ * kv_layout) pos [pt] int32 (absent for a page with KV_PAGE_POS_BASE: slot t
+ * holds position pos0 + t), key_min [d] f32, key_max [d] f32 (absent when the
  * format derives its digest, kv_format.digest), k_aux, v_aux;
  * the K extent; the V extent. Keeping K and V of all pages in separate ranges
  * means pages appended together (a prefill chunk) lie back to back, so the
  * attention kernel streams K and V like two contiguous arrays. */
 enum { KV_ROLE_META = 0, KV_ROLE_K = 1, KV_ROLE_V = 2, KV_ROLES = 3 };
 
+/* kv_page.flags */
+enum {
+    KV_PAGE_POS_BASE = 1, /* no positions array: slot t holds position pos0 + t (the page
+                           * was made for consecutive positions; kv_format.compact_pos) */
+};
+
 typedef struct kv_page {
     int32_t refcount;     /* sequences + prefix entries holding it */
     int16_t format;       /* kv_format tag */
     int16_t n_prefix;     /* prefix entries among the holders */
     int32_t fill;         /* slots written (the holders may use fewer) */
-    int32_t layer, head;  /* which list it belongs to */
+    int16_t layer, head;  /* which list it belongs to (n_layers <= 4096, kv_heads <= 1024) */
     int16_t cls[KV_ROLES];   /* pool class of each extent */
+    int16_t flags;        /* KV_PAGE_* */
     uint32_t slot[KV_ROLES]; /* index of each extent in its class */
+    int32_t pos0;         /* KV_PAGE_POS_BASE: position of slot 0 */
     void *k, *v;          /* the K and V extents (in the backup block while offloaded) */
     void *backup;         /* backup tier (backup.c): heap block [K extent][V extent] holding
                            * the page's K and V while its pool extents are uncommitted;
                            * NULL while the page is resident in the pool */
 } kv_page;
 
+/* the header must stay one cache line: it is part of every page's bytes */
+_Static_assert(sizeof(kv_page) <= 64, "kv_page header grew past 64 bytes");
+
 typedef struct kv_layout {
-    size_t pos, kmin, kmax, k_aux, v_aux; /* offsets in the meta extent (kmin = kmax = 0:
-                                           * no stored digest) */
+    size_t pos, kmin, kmax, k_aux, v_aux; /* offsets in the meta extent (pos = 0: no
+                                           * positions array; kmin = kmax = 0: no stored
+                                           * digest) */
     size_t bytes[KV_ROLES];               /* extent sizes, multiples of 64 */
 } kv_layout;
 
 /* ------------------------------------------------------------ pool */
 
-#define KV_MAX_CLASSES 16
+#define KV_MAX_CLASSES 24
 
 /* A size class: extents of one size in their own reserved range, so a free
  * extent is just an index (no links are written into released memory). */
@@ -158,8 +178,10 @@ typedef struct kv_list {
 
 #define KV_STASH_PAGES 64
 
-/* Page for list l (layer, head), taken from the list's reserved run when it can. */
-int kv_page_new_in(lkv_cache *c, int format, int layer, int head, kv_list *l, kv_page **out);
+/* Page for list l (layer, head), taken from the list's reserved run when it can
+ * (base: as kv_page_new). */
+int kv_page_new_in(lkv_cache *c, int format, int base, int layer, int head, kv_list *l,
+                   kv_page **out);
 /* Returns the list's reserved extents to the pool. */
 void kv_list_release_stash(lkv_cache *c, kv_list *l);
 
@@ -172,6 +194,8 @@ struct lkv_seq {
     lkv_kv_head_runs *heads; /* [kv_heads] */
     kv_page **tmp_pages;  /* append scratch */
     float *digest_tmp;    /* [2][head_dim] derived digests handed out by lkv_seq_page_info */
+    int32_t *pos_tmp;     /* [page_tokens] positions of a KV_PAGE_POS_BASE page, handed out
+                           * by lkv_seq_page_info */
     size_t tmp_cap;
 };
 
@@ -198,8 +222,9 @@ struct lkv_cache {
     lkv_cache_params p;
     int n_lists;
     kv_pool pool;
-    kv_layout layout[LKV_PAGE_FORMAT_COUNT];
-    int cls_of[LKV_PAGE_FORMAT_COUNT][KV_ROLES]; /* pool classes, -1 until first use */
+    /* [format][base]: base = 1 is the layout of KV_PAGE_POS_BASE pages (no positions) */
+    kv_layout layout[LKV_PAGE_FORMAT_COUNT][2];
+    int cls_of[LKV_PAGE_FORMAT_COUNT][2][KV_ROLES]; /* pool classes, -1 until first use */
     size_t *list_bytes;   /* [n_lists] bytes of live pages per (layer, head) */
     lkv_seq *seqs;
     int64_t n_seqs, n_pages, n_evictions;
@@ -210,10 +235,25 @@ struct lkv_cache {
 };
 
 /* cache.c */
-int kv_page_new(lkv_cache *c, int format, int layer, int head, kv_page **out);
+/* A new page of `format`. base = 1 asks for a page without a positions array
+ * (KV_PAGE_POS_BASE), for slots that will hold consecutive positions; it is
+ * ignored for formats without kv_format.compact_pos. */
+int kv_page_new(lkv_cache *c, int format, int base, int layer, int head, kv_page **out);
 void kv_page_unref(lkv_cache *c, kv_page *pg);
+const kv_layout *kv_page_layout(const lkv_cache *c, const kv_page *pg);
 kv_page_ptrs kv_page_arrays(const lkv_cache *c, const kv_page *pg);
+/* The stored positions array, or NULL for a KV_PAGE_POS_BASE page. */
 int32_t *kv_page_pos(const lkv_cache *c, const kv_page *pg);
+/* Position held by slot `slot` (either kind of page). */
+int32_t kv_page_pos_at(const lkv_cache *c, const kv_page *pg, int slot);
+/* Positions of slots [slot0, slot0 + n) into out. */
+void kv_page_get_pos(const lkv_cache *c, const kv_page *pg, int slot0, int n, int32_t *out);
+/* Sets the position of slot `slot`. On a KV_PAGE_POS_BASE page this moves the
+ * base (pos0 = p - slot): the caller guarantees that the page's used slots end
+ * up consecutive. */
+void kv_page_set_pos(const lkv_cache *c, kv_page *pg, int slot, int32_t p);
+/* 1 if n strictly ascending positions are consecutive (pos NULL: implicit, yes). */
+int kv_pos_consecutive(const int32_t *pos, int n);
 /* The stored key digest of a page, or NULL when its format derives it. */
 float *kv_page_kmin(const lkv_cache *c, const kv_page *pg);
 float *kv_page_kmax(const lkv_cache *c, const kv_page *pg);
@@ -222,7 +262,8 @@ void kv_page_get_digest(const lkv_cache *c, const kv_page *pg, float *kmin, floa
 /* Recomputes the key digest from slots [0, n) (stored values); no-op when derived. */
 void kv_page_digest(const lkv_cache *c, kv_page *pg, int n);
 /* Copies slots [src0, src0+n) of src to [dst0, dst0+n) of dst (same format),
- * positions included; does not touch digests or fill. */
+ * positions included, except into a KV_PAGE_POS_BASE page, whose pos0 the
+ * caller sets; does not touch digests or fill. */
 void kv_page_copy_slots(const lkv_cache *c, kv_page *dst, int dst0, const kv_page *src,
                         int src0, int n);
 /* Recomputes the flags of refs [from, n_pages) (after any change to them). */

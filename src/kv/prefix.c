@@ -163,9 +163,9 @@ int lkv_seq_publish(lkv_seq *s, const int32_t *tokens, int n_tokens, uint64_t po
                 ok = 0;
                 break;
             }
-            const int32_t *pos = kv_page_pos(c, l->refs[j].page);
+            const kv_page *pg = l->refs[j].page;
             for (int t = 0; t < pt; t++)
-                if (pos[t] != j * pt + t) {
+                if (kv_page_pos_at(c, pg, t) != j * pt + t) {
                     ok = 0;
                     break;
                 }

@@ -3,6 +3,7 @@
  * attention straight over the pages.
  */
 #include <float.h>
+#include <limits.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -38,10 +39,10 @@ void kv_list_refresh(const lkv_cache *c, kv_list *l, int from) {
     for (int j = from < 0 ? 0 : from; j < l->n_pages; j++) {
         kv_ref *r = &l->refs[j];
         const kv_page *pg = r->page;
-        const int32_t *pos = kv_page_pos(c, pg);
+        const int32_t first = r->n > 0 ? kv_page_pos_at(c, pg, 0) : 0;
         const kv_format *f = kv_format_get(pg->format);
-        const kv_layout *L = &c->layout[pg->format];
-        int flags = r->n > 0 && pos[r->n - 1] - pos[0] == r->n - 1 ? KV_REF_DENSE : 0;
+        const kv_layout *L = kv_page_layout(c, pg);
+        int flags = r->n > 0 && kv_page_pos_at(c, pg, r->n - 1) - first == r->n - 1 ? KV_REF_DENSE : 0;
         /* only plain formats without per-page metadata can run across pages */
         int plain = f->elem_bytes && !f->k_aux_bytes(pt, d) && !f->v_aux_bytes(pt, d);
         if (j > 0 && flags && plain) {
@@ -51,7 +52,7 @@ void kv_list_refresh(const lkv_cache *c, kv_list *l, int from) {
                 L->bytes[KV_ROLE_K] == f->k_bytes(pt, d) && L->bytes[KV_ROLE_V] == f->v_bytes(pt, d) &&
                 (const uint8_t *)pg->k == (const uint8_t *)pp->k + L->bytes[KV_ROLE_K] &&
                 (const uint8_t *)pg->v == (const uint8_t *)pp->v + L->bytes[KV_ROLE_V] &&
-                (int64_t)kv_page_pos(c, pp)[pt - 1] + 1 == pos[0])
+                (int64_t)kv_page_pos_at(c, pp, pt - 1) + 1 == first)
                 flags |= KV_REF_CONT;
         }
         r->flags = flags;
@@ -65,12 +66,14 @@ int kv_seq_new(lkv_cache *c, lkv_seq **out) {
         s->lists = lkv_calloc((size_t)c->n_lists, sizeof *s->lists);
         s->heads = lkv_calloc((size_t)c->p.kv_heads, sizeof *s->heads);
         s->digest_tmp = lkv_malloc((size_t)2 * c->p.head_dim * sizeof(float));
+        s->pos_tmp = lkv_malloc((size_t)c->p.page_tokens * sizeof(int32_t));
     }
-    if (!s || !s->lists || !s->heads || !s->digest_tmp) {
+    if (!s || !s->lists || !s->heads || !s->digest_tmp || !s->pos_tmp) {
         if (s) {
             lkv_free(s->lists);
             lkv_free(s->heads);
             lkv_free(s->digest_tmp);
+            lkv_free(s->pos_tmp);
         }
         lkv_free(s);
         LKV_FAIL(LKV_ERR_NOMEM, "kv: out of memory creating a sequence");
@@ -116,6 +119,7 @@ void lkv_seq_free(lkv_seq *s) {
     lkv_free(s->runs);
     lkv_free(s->tmp_pages);
     lkv_free(s->digest_tmp);
+    lkv_free(s->pos_tmp);
     lkv_free(s);
 }
 
@@ -156,7 +160,7 @@ static int32_t list_last_pos(const lkv_cache *c, const kv_list *l, int *has) {
     }
     *has = 1;
     const kv_ref *r = &l->refs[l->n_pages - 1];
-    return kv_page_pos(c, r->page)[r->n - 1];
+    return kv_page_pos_at(c, r->page, r->n - 1);
 }
 
 static void digest_add(const lkv_cache *c, kv_page *pg, int slot0, int n) {
@@ -189,6 +193,26 @@ static int tmp_reserve(lkv_seq *s, size_t n) {
     return LKV_OK;
 }
 
+/* 1 if the n new positions (pos, or NULL: continuing the list) that land in
+ * the list's partly used tail page continue its last one without a gap. */
+static int tail_continues(const lkv_cache *c, const kv_list *l, int n, const int32_t *pos) {
+    const kv_ref *tail = &l->refs[l->n_pages - 1];
+    int room = c->p.page_tokens - tail->n, m = n < room ? n : room;
+    if (!pos || m == 0)
+        return 1;
+    if (tail->n > 0 && pos[0] != kv_page_pos_at(c, tail->page, tail->n - 1) + 1)
+        return 0;
+    return kv_pos_consecutive(pos, m);
+}
+
+/* The partly used tail page must be replaced by a copy before rows are added:
+ * it is shared (copy on write), or it has no positions array
+ * (KV_PAGE_POS_BASE) and the new positions would leave a gap in it. */
+static int tail_needs_copy(const lkv_cache *c, const kv_list *l, int n, const int32_t *pos) {
+    const kv_page *pg = l->refs[l->n_pages - 1].page;
+    return pg->refcount > 1 || ((pg->flags & KV_PAGE_POS_BASE) && !tail_continues(c, l, n, pos));
+}
+
 /* Appends to heads [h0, h1) of a layer. Row t of head h at k + t*tok_stride + h*head_stride. */
 static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int32_t *pos,
                         const float *k, const float *v, size_t tok_stride, size_t head_stride) {
@@ -219,7 +243,7 @@ static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int3
         if (l->n_tokens > INT32_MAX - n)
             LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_append: too many tokens");
         int room = l->n_pages ? pt - l->refs[l->n_pages - 1].n : 0;
-        int cow = room > 0 && l->refs[l->n_pages - 1].page->refcount > 1;
+        int cow = room > 0 && tail_needs_copy(c, l, n, pos);
         int fresh = n > room ? (n - room + pt - 1) / pt : 0;
         LKV_TRY(kv_list_reserve(l, fresh));
         need += (size_t)(cow + fresh);
@@ -229,12 +253,19 @@ static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int3
     for (int h = h0; h < h1 && got < need; h++) {
         kv_list *l = list_of(s, layer, h);
         int room = l->n_pages ? pt - l->refs[l->n_pages - 1].n : 0;
-        int cow = room > 0 && l->refs[l->n_pages - 1].page->refcount > 1;
+        int cow = room > 0 && tail_needs_copy(c, l, n, pos);
         int fresh = n > room ? (n - room + pt - 1) / pt : 0;
         for (int i = 0; i < cow + fresh; i++) {
-            int fmt = (cow && i == 0) ? l->refs[l->n_pages - 1].page->format : (int)c->p.dtype;
-            int rc = (cow && i == 0) ? kv_page_new(c, fmt, layer, h, &s->tmp_pages[got])
-                                     : kv_page_new_in(c, fmt, layer, h, l, &s->tmp_pages[got]);
+            int rc;
+            if (cow && i == 0) { /* the tail's copy keeps it without positions if it can */
+                const kv_page *tp = l->refs[l->n_pages - 1].page;
+                int base = (tp->flags & KV_PAGE_POS_BASE) && tail_continues(c, l, n, pos);
+                rc = kv_page_new(c, tp->format, base, layer, h, &s->tmp_pages[got]);
+            } else { /* fresh page f holds new rows [t0, t1) */
+                int f = i - cow, t0 = room + f * pt, t1 = t0 + pt < n ? t0 + pt : n;
+                int base = kv_pos_consecutive(pos ? pos + t0 : NULL, t1 - t0);
+                rc = kv_page_new_in(c, (int)c->p.dtype, base, layer, h, l, &s->tmp_pages[got]);
+            }
             if (rc < 0) {
                 for (size_t j = 0; j < got; j++)
                     kv_page_unref(c, s->tmp_pages[j]);
@@ -253,9 +284,10 @@ static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int3
         int refresh_from = l->n_pages - 1;
         if (l->n_pages) {
             kv_ref *tail = &l->refs[l->n_pages - 1];
-            if (tail->n < pt && tail->page->refcount > 1) { /* copy on write */
+            if (tail->n < pt && tail_needs_copy(c, l, n, pos)) { /* copy on write */
                 kv_page *np = s->tmp_pages[used++];
                 kv_page_copy_slots(c, np, 0, tail->page, 0, tail->n);
+                np->pos0 = kv_page_pos_at(c, tail->page, 0); /* used if np has no array */
                 np->fill = tail->n;
                 kv_page_digest(c, np, tail->n);
                 kv_page_unref(c, tail->page);
@@ -281,9 +313,8 @@ static int append_heads(lkv_seq *s, int layer, int h0, int h1, int n, const int3
             kv_page_ptrs a = kv_page_arrays(c, pg);
             kv_format_get(pg->format)->write(&a, pt, d, tail->n, m, kh + t * tok_stride, tok_stride,
                                              vh + t * tok_stride, tok_stride);
-            int32_t *pp = kv_page_pos(c, pg) + tail->n;
             for (int i = 0; i < m; i++)
-                pp[i] = pos ? pos[t + i] : next_pos + t + i;
+                kv_page_set_pos(c, pg, tail->n + i, pos ? pos[t + i] : next_pos + t + i);
             digest_add(c, pg, tail->n, m);
             tail->n += m;
             pg->fill = tail->n;
@@ -350,6 +381,10 @@ int lkv_seq_page_info(const lkv_seq *s, int layer, int head, int page, lkv_page_
     out->format = r->page->format;
     out->refcount = r->page->refcount;
     out->pos = kv_page_pos(s->c, r->page);
+    if (!out->pos) { /* KV_PAGE_POS_BASE: materialized into the sequence's scratch */
+        kv_page_get_pos(s->c, r->page, 0, r->n, s->pos_tmp);
+        out->pos = s->pos_tmp;
+    }
     out->key_min = kv_page_kmin(s->c, r->page);
     out->key_max = kv_page_kmax(s->c, r->page);
     if (!out->key_min) { /* derived digest (KIVI): into the sequence's scratch */
@@ -379,7 +414,7 @@ int lkv_seq_get_positions(const lkv_seq *s, int layer, int head, int slot0, int 
     const kv_list *l = list_of(s, layer, head);
     for (int i = 0; i < n; i++) {
         int sl = slot0 + i;
-        pos[i] = kv_page_pos(s->c, l->refs[sl / pt].page)[sl % pt];
+        pos[i] = kv_page_pos_at(s->c, l->refs[sl / pt].page, sl % pt);
     }
     return LKV_OK;
 }
@@ -431,6 +466,26 @@ int lkv_seq_truncate(lkv_seq *s, int n_tokens) {
     return LKV_OK;
 }
 
+/* 1 if the slots kept into destination page dp (slots[i] for i in [dp*pt,
+ * min(n, dp*pt + pt))) hold consecutive positions. Positions ascend along a
+ * list, so the two ends tell. */
+static int keep_dense(const lkv_cache *c, const kv_list *l, const int *slots, int n, int dp) {
+    const int pt = c->p.page_tokens;
+    int i0 = dp * pt, i1 = i0 + pt < n ? i0 + pt : n;
+    int a = slots[i0], b = slots[i1 - 1];
+    return (int64_t)kv_page_pos_at(c, l->refs[b / pt].page, b % pt) -
+               kv_page_pos_at(c, l->refs[a / pt].page, a % pt) == i1 - 1 - i0;
+}
+
+/* Destination page dp cannot be compacted in place: it is shared, or it has no
+ * positions array and the slots it would hold are not consecutive. */
+static int keep_needs_fresh(const lkv_cache *c, const kv_list *l, const int *slots, int n,
+                            int dp) {
+    const kv_page *pg = l->refs[dp].page;
+    return pg->refcount > 1 ||
+           ((pg->flags & KV_PAGE_POS_BASE) && !keep_dense(c, l, slots, n, dp));
+}
+
 int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n) {
     if (!lh_ok(s, layer, head) || n < 0 || (!slots && n > 0))
         LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_keep: bad arguments");
@@ -449,17 +504,28 @@ int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n) {
         return LKV_OK;
     }
     int dp0 = i0 / pt, new_np = (n + pt - 1) / pt;
-    /* phase 1: a fresh page for every destination page we may not write in place */
+    /* phase 1: a fresh page for every destination page we may not write in
+     * place (shared, or without a positions array and about to hold a gap) */
     size_t need = 0;
     for (int dp = dp0; dp < new_np; dp++)
-        need += l->refs[dp].page->refcount > 1;
-    LKV_TRY(tmp_reserve(s, need + (size_t)l->n_pages * 2));
+        need += keep_needs_fresh(c, l, slots, n, dp);
+    /* scratch: fresh [need], old [n_pages], dst [n_pages], then the first
+     * position of every destination page, as int32 */
+    size_t n_first = (size_t)(new_np - dp0);
+    size_t first_words = (n_first * sizeof(int32_t) + sizeof(kv_page *) - 1) / sizeof(kv_page *);
+    LKV_TRY(tmp_reserve(s, need + (size_t)l->n_pages * 2 + first_words));
     kv_page **fresh = s->tmp_pages, **old = s->tmp_pages + need;
+    int32_t *first_pos = (int32_t *)(void *)(old + 2 * (size_t)l->n_pages);
+    for (int dp = dp0; dp < new_np; dp++) { /* read before the compaction moves them */
+        int sl = slots[dp * pt];
+        first_pos[dp - dp0] = kv_page_pos_at(c, l->refs[sl / pt].page, sl % pt);
+    }
     size_t got = 0;
     for (int dp = dp0; dp < new_np; dp++) {
-        if (l->refs[dp].page->refcount == 1)
+        if (!keep_needs_fresh(c, l, slots, n, dp))
             continue;
-        int rc = kv_page_new(c, l->refs[dp].page->format, layer, head, &fresh[got]);
+        int rc = kv_page_new(c, l->refs[dp].page->format, keep_dense(c, l, slots, n, dp), layer,
+                             head, &fresh[got]);
         if (rc < 0) {
             for (size_t q = 0; q < got; q++)
                 kv_page_unref(c, fresh[q]);
@@ -475,7 +541,7 @@ int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n) {
     size_t f = 0;
     for (int dp = dp0; dp < new_np; dp++) {
         kv_page *o = old[dp];
-        if (o->refcount > 1) {
+        if (keep_needs_fresh(c, l, slots, n, dp)) {
             kv_page *np = fresh[f++];
             if (dp == dp0 && i0 % pt)
                 kv_page_copy_slots(c, np, 0, o, 0, i0 % pt);
@@ -493,6 +559,8 @@ int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n) {
         int cnt = n - dp * pt < pt ? n - dp * pt : pt;
         if (pg != old[dp])
             kv_page_unref(c, old[dp]);
+        if (pg->flags & KV_PAGE_POS_BASE)
+            pg->pos0 = first_pos[dp - dp0];
         pg->fill = cnt;
         kv_page_digest(c, pg, cnt);
         l->refs[dp].page = pg;
@@ -508,9 +576,59 @@ int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n) {
 
 /* ------------------------------------------------------------ attention */
 
+/* Moves the start of a run t rows on: every array the kernels advance by whole
+ * rows (K, V, per-token aux, positions, observer) moves; KIVI's key aux is
+ * per page (per key group) and stays. */
+static void run_skip(lkv_kv_run *r, int t, int d) {
+    size_t k_row, k_aux_row, v_row, v_aux_row;
+    size_t es = lkv_dtype_size(r->dtype);
+    if (es) {
+        k_row = v_row = es * (size_t)d;
+        k_aux_row = v_aux_row = 0;
+    } else {
+        size_t k1, ka1, v1, va1, k2, ka2, v2, va2;
+        lkv_kv_quant_bytes(r->dtype, d, 1, &k1, &ka1, &v1, &va1);
+        lkv_kv_quant_bytes(r->dtype, d, 2, &k2, &ka2, &v2, &va2);
+        k_row = k2 - k1, k_aux_row = ka2 - ka1, v_row = v2 - v1, v_aux_row = va2 - va1;
+    }
+    r->k = (const char *)r->k + (size_t)t * k_row;
+    r->v = (const char *)r->v + (size_t)t * v_row;
+    if (r->k_aux)
+        r->k_aux = (const char *)r->k_aux + (size_t)t * k_aux_row;
+    if (r->v_aux)
+        r->v_aux = (const char *)r->v_aux + (size_t)t * v_aux_row;
+    if (r->pos)
+        r->pos += t;
+    else
+        r->pos0 += t;
+    if (r->obs)
+        r->obs += t;
+    r->n -= t;
+}
+
+/* Cuts the runs of one head down to slots [slot0, slot1) of its list (the runs
+ * cover the whole list in order). Returns the new number of runs, which start
+ * at runs[0]. */
+static int runs_clip(lkv_kv_run *runs, int n_runs, int slot0, int slot1, int d) {
+    int out = 0, start = 0;
+    for (int i = 0; i < n_runs; i++) {
+        lkv_kv_run r = runs[i];
+        int end = start + r.n;
+        int lo = slot0 > start ? slot0 : start, hi = slot1 < end ? slot1 : end;
+        start = end;
+        if (lo >= hi)
+            continue;
+        run_skip(&r, lo - (end - r.n), d);
+        r.n = hi - lo;
+        runs[out++] = r;
+    }
+    return out;
+}
+
 static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q, const float *q,
                        const int32_t *q_pos, const int *sel, const int *sel_count, int sel_stride,
-                       float *o, float *lse, float *obs, int obs_stride, lkv_threadpool *tp) {
+                       int slot0, int slot1, float *o, float *lse, float *obs, int obs_stride,
+                       lkv_threadpool *tp) {
     if (!s || !p || layer < 0 || layer >= s->c->p.n_layers)
         LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend: bad sequence, params or layer");
     lkv_cache *c = s->c;
@@ -579,21 +697,24 @@ static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
             } else {
                 const kv_page *pg = r->page;
                 kv_page_ptrs a = kv_page_arrays(c, pg);
-                const int32_t *pos = kv_page_pos(c, pg);
                 lkv_kv_run *run = &s->runs[ri++];
                 run->dtype = kv_format_get(pg->format)->kernel_dtype;
                 run->k = a.k;
                 run->v = a.v;
                 run->k_aux = a.k_aux;
                 run->v_aux = a.v_aux;
-                run->pos = (r->flags & KV_REF_DENSE) ? NULL : pos;
-                run->pos0 = r->n > 0 ? pos[0] : 0;
+                /* dense pages (every page without an array is) run on pos0 alone */
+                run->pos = (r->flags & KV_REF_DENSE) ? NULL : kv_page_pos(c, pg);
+                run->pos0 = r->n > 0 ? kv_page_pos_at(c, pg, 0) : 0;
                 run->n = r->n;
                 run->obs = obs ? obs + (size_t)h * obs_stride + (size_t)pi * pt : NULL;
             }
             prev_pi = pi;
         }
         s->heads[h].n_runs = (int)(ri - first);
+        if (slot0 > 0 || slot1 < l->n_tokens) /* lkv_seq_attend_slots (never with sel) */
+            s->heads[h].n_runs = runs_clip(s->runs + first, s->heads[h].n_runs, slot0, slot1,
+                                           c->p.head_dim);
     }
     int32_t q_pos0 = 0;
     if (!q_pos)
@@ -603,7 +724,8 @@ static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
 
 int lkv_seq_attend(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q, const float *q,
                    const int32_t *q_pos, float *o, float *lse, lkv_threadpool *tp) {
-    return attend_impl(s, layer, p, n_q, q, q_pos, NULL, NULL, 0, o, lse, NULL, 0, tp);
+    return attend_impl(s, layer, p, n_q, q, q_pos, NULL, NULL, 0, 0, INT_MAX, o, lse, NULL, 0,
+                       tp);
 }
 
 int lkv_seq_attend_observe(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
@@ -611,7 +733,8 @@ int lkv_seq_attend_observe(lkv_seq *s, int layer, const lkv_attn_params *p, int 
                            float *obs, int obs_stride, lkv_threadpool *tp) {
     if (!obs)
         LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend_observe: NULL obs");
-    return attend_impl(s, layer, p, n_q, q, q_pos, NULL, NULL, 0, o, lse, obs, obs_stride, tp);
+    return attend_impl(s, layer, p, n_q, q, q_pos, NULL, NULL, 0, 0, INT_MAX, o, lse, obs,
+                       obs_stride, tp);
 }
 
 int lkv_seq_attend_pages(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
@@ -620,6 +743,15 @@ int lkv_seq_attend_pages(lkv_seq *s, int layer, const lkv_attn_params *p, int n_
                          float *obs, int obs_stride, lkv_threadpool *tp) {
     if (!sel)
         LKV_FAIL(LKV_ERR_INVALID, "lkv_seq_attend_pages: NULL sel");
-    return attend_impl(s, layer, p, n_q, q, q_pos, sel, sel_count, sel_stride, o, lse, obs,
-                       obs_stride, tp);
+    return attend_impl(s, layer, p, n_q, q, q_pos, sel, sel_count, sel_stride, 0, INT_MAX, o, lse,
+                       obs, obs_stride, tp);
+}
+
+int lkv_seq_attend_slots(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
+                         const float *q, const int32_t *q_pos, int slot0, int slot1, float *o,
+                         float *lse, lkv_threadpool *tp) {
+    if (slot0 < 0 || slot1 < slot0)
+        LKV_FAIL(LKV_ERR_RANGE, "lkv_seq_attend_slots: bad slot range [%d, %d)", slot0, slot1);
+    return attend_impl(s, layer, p, n_q, q, q_pos, NULL, NULL, 0, slot0, slot1, o, lse, NULL, 0,
+                       tp);
 }

@@ -33,7 +33,10 @@
  *    28   4  u32 CRC of page-header bytes [0, 28)
  *     payload: the page's arrays as they lie in the pool (kv/format.c,
  *     kv/format_quant.c; with d = head_dim):
- *       pos   [n] i32 original positions (strictly ascending along the whole list)
+ *       pos   [n] i32 original positions (strictly ascending along the whole list);
+ *             written in full also for pages that keep only their first position in
+ *             the pool (consecutive positions, kv.h KV_PAGE_POS_BASE), and a loaded
+ *             page with consecutive positions becomes one again where its format allows
  *       K     n rows: plain [n][d] elements (f32: 4 bytes, f16/bf16: 2 bytes);
  *             q8 [n][d] int8 codes; kiviB [n][16 * ceil(d / (128/B))] packed codes
  *       V     n rows, the same layout
@@ -242,7 +245,15 @@ static void write_snapshot(const lkv_seq *s, int n_tokens, size_t total, snap_ou
             void *arr[4];
             page_array_ptrs(c, pg, arr);
             const int32_t *pos = kv_page_pos(c, pg);
-            uint32_t pc = lkv_crc32c(0, pos, (size_t)n * 4);
+            int32_t chunk[256]; /* KV_PAGE_POS_BASE pages: positions made in chunks */
+            uint32_t pc = 0;
+            if (pos)
+                pc = lkv_crc32c(0, pos, (size_t)n * 4);
+            for (int t = 0; !pos && t < n; t += 256) {
+                int m = n - t < 256 ? n - t : 256;
+                kv_page_get_pos(c, pg, t, m, chunk);
+                pc = lkv_crc32c(pc, chunk, (size_t)m * 4);
+            }
             for (int r = 0; r < 4; r++)
                 if (sa.bytes[r])
                     pc = lkv_crc32c(pc, arr[r], sa.bytes[r]);
@@ -256,7 +267,13 @@ static void write_snapshot(const lkv_seq *s, int n_tokens, size_t total, snap_ou
             put32(ph + 24, pc);
             put32(ph + 28, lkv_crc32c(0, ph, 28));
             out_put(w, ph, PAGE_HDR);
-            out_put(w, pos, (size_t)n * 4);
+            if (pos)
+                out_put(w, pos, (size_t)n * 4);
+            for (int t = 0; !pos && t < n; t += 256) { /* the file holds them all the same */
+                int m = n - t < 256 ? n - t : 256;
+                kv_page_get_pos(c, pg, t, m, chunk);
+                out_put(w, chunk, (size_t)m * 4);
+            }
             for (int r = 0; r < 4; r++)
                 if (sa.bytes[r])
                     out_put(w, arr[r], sa.bytes[r]);
@@ -460,14 +477,19 @@ int lkv_seq_load_mem(lkv_cache *c, const void *data, size_t size, lkv_seq **out)
             const uint8_t *ph = p + off;
             int fmt = (int)get32(ph + 4), n = (int)get32(ph + 16);
             kv_page *pg;
-            rc = kv_page_new(c, fmt, i / Hk, i % Hk, &pg);
+            const uint8_t *pl = ph + PAGE_HDR;
+            int32_t p_first = (int32_t)get32(pl), p_last = (int32_t)get32(pl + 4 * (size_t)(n - 1));
+            /* consecutive positions: a page without the array, where the format allows */
+            rc = kv_page_new(c, fmt, p_last - p_first == n - 1, i / Hk, i % Hk, &pg);
             if (rc < 0)
                 break;
             snap_arrays sa = arrays_of(c, fmt, n);
             void *arr[4];
             page_array_ptrs(c, pg, arr);
-            const uint8_t *pl = ph + PAGE_HDR;
-            memcpy(kv_page_pos(c, pg), pl, (size_t)n * 4);
+            if (kv_page_pos(c, pg))
+                memcpy(kv_page_pos(c, pg), pl, (size_t)n * 4);
+            else
+                pg->pos0 = p_first;
             pl += (size_t)n * 4;
             for (int r = 0; r < 4; r++) { /* codes and scales as saved: exact */
                 if (sa.bytes[r])

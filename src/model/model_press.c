@@ -10,8 +10,30 @@
  *     decoding) and hand it over,
  *   - let selection policies (Quest) choose the pages each decode step attends,
  *   - call the one-shot step after the prompt and the per-token step after
- *     every decoded token.
+ *     every decoded token,
+ *   - give StreamingLLM's positions=cache its cache positions (below).
+ *
+ * STREAMINGLLM WITH CACHE POSITIONS. The paper re-indexes positions inside the
+ * cache: a kept token's rotary position is its slot index, not its original
+ * position. Our keys are stored already rotated at their original positions,
+ * and a RoPE score depends only on (query rotation - key rotation), so no key
+ * is ever re-rotated. StreamingLLM keeps S sinks (slots 0..S-1, shift
+ * pos - slot = s0, normally 0) and one contiguous window (slots S..n-1, one
+ * common shift s = pos - slot, which grows as the window slides); the chunk
+ * being evaluated is the tail of that window. For a query at original position
+ * m (cache index m - s):
+ *   window keys: m - pos_k = (m - s) - slot_k, the cache distance already --
+ *                attend them with the query as it is;
+ *   sink keys:   the query must be rotated at (m - s) + s0, i.e. turned on by
+ *                delta = s0 - s (<= 0) positions.
+ * So each layer attends slots [S, n) with q and slots [0, S) with q turned by
+ * delta (and masked at position m + delta, so that windowed layers see the sinks
+ * at their cache distance), and merges the two partial results exactly by
+ * their log-sum-exps (lkv_attn_merge). With delta = 0 (nothing evicted yet) it
+ * is the ordinary single call, bit for bit.
  */
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,7 +54,139 @@ struct lkv_model_press {
     size_t obs_cap;
     int *sel, *sel_count;      /* [Hk][sel_cap], [Hk] */
     int sel_cap;
+    /* StreamingLLM positions=cache (lkv_press_cache_position_sinks > 0) */
+    int n_sink;                /* S, 0 = off */
+    int rope_halves;           /* 0: pairs (2i, 2i+1) (Llama), 1: (i, i + n_rot/2) (Gemma 3) */
+    int n_rot;
+    float *inv_freq;           /* [L][n_rot/2] the layer's base^(-2i/n_rot), as the forward pass */
+    double *rope_pos_scale;    /* [L] positions are divided by this */
+    float *split_buf;          /* q turned, o of the sinks: [2][rows][d]; lse [2][rows] */
+    size_t split_cap;          /* rows */
+    int32_t *split_pos;        /* [split_pos_cap] mask positions of the turned queries */
+    int split_pos_cap;
 };
+
+/* Rotary tables for turning queries (must match llama.c / gemma3.c). */
+static int rope_setup(lkv_model_press *mp, const lkv_model *m) {
+    const lkv_hparams *hp = &m->hp;
+    if (m->arch_id != LKV_ARCH_LLAMA && m->arch_id != LKV_ARCH_GEMMA3)
+        LKV_FAIL(LKV_ERR_UNSUPPORTED, "press streamingllm: positions=cache needs the model's "
+                 "rotary convention, unknown for architecture '%s'", m->arch);
+    int half = hp->n_rot / 2;
+    mp->rope_halves = m->arch_id == LKV_ARCH_GEMMA3;
+    mp->n_rot = hp->n_rot;
+    mp->inv_freq = lkv_calloc((size_t)mp->n_layers * (size_t)(half > 0 ? half : 1), sizeof(float));
+    mp->rope_pos_scale = lkv_calloc((size_t)mp->n_layers, sizeof(double));
+    if (!mp->inv_freq || !mp->rope_pos_scale)
+        LKV_FAIL(LKV_ERR_NOMEM, "model press: out of memory");
+    for (int l = 0; l < mp->n_layers; l++) {
+        /* Gemma 3's sliding-window layers: their own base, no position scaling */
+        int local = m->arch_id == LKV_ARCH_GEMMA3 && m->layers[l].window;
+        double base = local ? hp->rope_theta_swa : hp->rope_theta;
+        mp->rope_pos_scale[l] = local ? 1.0 : (double)hp->rope_scale;
+        for (int i = 0; i < half; i++)
+            mp->inv_freq[(size_t)l * half + i] = (float)pow(base, -2.0 * (double)i / hp->n_rot);
+    }
+    return LKV_OK;
+}
+
+/* out[rows][d] = in[rows][d], each row (one head of one query) turned on by
+ * delta positions of layer l's rotary embedding: R(delta) R(m) = R(m + delta). */
+static void rope_turn(const lkv_model_press *mp, int layer, int32_t delta, const float *in,
+                      float *out, size_t rows) {
+    const int d = mp->head_dim, half = mp->n_rot / 2;
+    const float *inv = mp->inv_freq + (size_t)layer * half;
+    const double p = (double)delta / mp->rope_pos_scale[layer];
+    float c[128], sn[128]; /* half <= d / 2 <= 128 */
+    for (int i = 0; i < half; i++) {
+        double a = p * (double)inv[i]; /* in double, like the forward pass's tables */
+        c[i] = (float)cos(a);
+        sn[i] = (float)sin(a);
+    }
+    memcpy(out, in, rows * (size_t)d * sizeof(float));
+    for (size_t r = 0; r < rows; r++) {
+        float *v = out + r * (size_t)d;
+        for (int i = 0; i < half; i++) {
+            int j = mp->rope_halves ? i : 2 * i, k = mp->rope_halves ? i + half : 2 * i + 1;
+            float x = v[j], y = v[k];
+            v[j] = x * c[i] - y * sn[i];
+            v[k] = x * sn[i] + y * c[i];
+        }
+    }
+}
+
+/* The turn of layer `layer`'s sink queries (see the top): delta = s0 - s from
+ * the positions of slots 0, S-1, S and n-1 of every head, which must hold S
+ * contiguous sinks and one contiguous window; 0 when nothing was evicted.
+ * *last: the largest position held (for q_pos NULL). */
+static int sink_delta(const lkv_model_press *mp, const lkv_seq *seq, int layer, int32_t *delta,
+                      int32_t *last) {
+    const int S = mp->n_sink;
+    *delta = 0;
+    *last = -1;
+    int seen = 0;
+    for (int h = 0; h < mp->kv_heads; h++) {
+        int n = lkv_seq_n_tokens(seq, layer, h);
+        int32_t p0, ps1, ps, pn;
+        if (n > 0) {
+            LKV_TRY(lkv_seq_get_positions(seq, layer, h, n - 1, 1, &pn));
+            *last = pn > *last ? pn : *last;
+        }
+        int32_t dh = 0;
+        if (n > S) {
+            LKV_TRY(lkv_seq_get_positions(seq, layer, h, 0, 1, &p0));
+            LKV_TRY(lkv_seq_get_positions(seq, layer, h, S - 1, 1, &ps1));
+            LKV_TRY(lkv_seq_get_positions(seq, layer, h, S, 1, &ps));
+            if (ps1 - p0 != S - 1 || pn - ps != n - 1 - S)
+                LKV_FAIL(LKV_ERR_STATE, "press streamingllm: positions=cache needs %d sinks and "
+                         "one contiguous window; layer %d head %d holds positions %d..%d, "
+                         "%d..%d", S, layer, h, p0, ps1, ps, pn);
+            dh = p0 - (ps - S); /* s0 - s */
+        }
+        if (seen && dh != *delta)
+            LKV_FAIL(LKV_ERR_STATE, "press streamingllm: positions=cache: the KV heads of layer "
+                     "%d hold different windows", layer);
+        *delta = dh;
+        seen = 1;
+    }
+    return LKV_OK;
+}
+
+/* Attention with cache positions: window slots with q, sink slots with q
+ * turned by delta, merged by log-sum-exp. o [n_q][H][d]. */
+static int attend_split(lkv_model_press *mp, lkv_seq *seq, int layer, const lkv_attn_params *ap,
+                        int n_q, const float *q, const int32_t *q_pos, int32_t delta,
+                        int32_t last, float *o, lkv_threadpool *tp) {
+    const size_t rows = (size_t)n_q * (size_t)mp->q_heads, d = (size_t)mp->head_dim;
+    if (rows > mp->split_cap) {
+        size_t cap = rows + rows / 2 + 16;
+        float *b = lkv_realloc(mp->split_buf, cap * (2 * d + 2) * sizeof(float));
+        if (!b)
+            LKV_FAIL(LKV_ERR_NOMEM, "model press: out of memory for cache-position attention");
+        mp->split_buf = b;
+        mp->split_cap = cap;
+    }
+    if (n_q > mp->split_pos_cap) {
+        int cap = n_q + n_q / 2 + 16;
+        int32_t *pp = lkv_realloc(mp->split_pos, (size_t)cap * sizeof(int32_t));
+        if (!pp)
+            LKV_FAIL(LKV_ERR_NOMEM, "model press: out of memory for cache-position attention");
+        mp->split_pos = pp;
+        mp->split_pos_cap = cap;
+    }
+    float *qt = mp->split_buf;        /* [rows][d] q turned by delta */
+    float *o_sink = qt + rows * d;    /* [rows][d] */
+    float *lse = o_sink + rows * d;   /* [rows] window part */
+    float *lse_sink = lse + rows;     /* [rows] */
+    for (int i = 0; i < n_q; i++)     /* masks at the cache distance too (windowed layers) */
+        mp->split_pos[i] = (q_pos ? q_pos[i] : last - n_q + 1 + i) + delta;
+    rope_turn(mp, layer, delta, q, qt, rows);
+    LKV_TRY(lkv_seq_attend_slots(seq, layer, ap, n_q, q, q_pos, mp->n_sink, INT_MAX, o, lse, tp));
+    LKV_TRY(lkv_seq_attend_slots(seq, layer, ap, n_q, qt, mp->split_pos, 0, mp->n_sink, o_sink,
+                                 lse_sink, tp));
+    lkv_attn_merge((int)rows, (int)d, o, lse, o_sink, lse_sink);
+    return LKV_OK;
+}
 
 int lkv_model_press_create(const lkv_model *m, const lkv_press *p, lkv_cache_params *cp,
                            lkv_model_press **out) {
@@ -61,6 +215,8 @@ int lkv_model_press_create(const lkv_model *m, const lkv_press *p, lkv_cache_par
             resolved.page_tokens = lkv_cache_default_params().page_tokens;
         rc = lkv_press_check_cache(mp->st, &resolved);
     }
+    if (rc == LKV_OK && (mp->n_sink = lkv_press_cache_position_sinks(mp->st)) > 0)
+        rc = rope_setup(mp, m);
     mp->q_window = lkv_calloc((size_t)mp->n_layers, sizeof *mp->q_window);
     mp->ap = lkv_calloc((size_t)mp->n_layers, sizeof *mp->ap);
     if (rc == LKV_OK && (!mp->q_window || !mp->ap))
@@ -92,6 +248,10 @@ void lkv_model_press_free(lkv_model_press *mp) {
     lkv_free(mp->obs);
     lkv_free(mp->sel);
     lkv_free(mp->sel_count);
+    lkv_free(mp->inv_freq);
+    lkv_free(mp->rope_pos_scale);
+    lkv_free(mp->split_buf);
+    lkv_free(mp->split_pos);
     lkv_press_state_free(mp->st);
     lkv_free(mp);
 }
@@ -172,6 +332,12 @@ int lkv_model_press_attend(lkv_model_press *mp, lkv_seq *seq, int layer,
     mp->ap[layer] = ap;
     if (mp->in_prompt && mp->win_len > 0)
         keep_window_rows(mp, layer, n_q, q, q_pos);
+    if (mp->n_sink > 0) { /* StreamingLLM, positions=cache */
+        int32_t delta, last;
+        LKV_TRY(sink_delta(mp, seq, layer, &delta, &last));
+        if (delta != 0)
+            return attend_split(mp, seq, layer, &ap, n_q, q, q_pos, delta, last, o, tp);
+    }
     int decode = !mp->in_prompt;
     int selected = 0;
     if (decode) {

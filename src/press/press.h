@@ -112,6 +112,15 @@ void lkv_press_window(const lkv_press_state *st, int *start, int *len);
 /* Adjusts the attention masks of one layer (e.g. sinks + sliding window). */
 void lkv_press_adjust_attn(const lkv_press_state *st, int layer, lkv_attn_params *ap);
 
+/* StreamingLLM with positions=cache: the number S of attention sinks, i.e.
+ * the leading slots of every list whose queries the model rotates at the
+ * query's cache index instead of its original position (the window's keys
+ * all share one shift, so for them the original positions already give the
+ * cache-relative distances). The model attends slots [0, S) and [S, n)
+ * separately and merges the two (model_press.c). 0 for every other policy,
+ * for positions=original, and for sinks=0 (nothing to split). */
+int lkv_press_cache_position_sinks(const lkv_press_state *st);
+
 /* 1 if the model must compute the observer for this layer (decode = 0 during
  * the prompt, 1 while generating) and pass it to lkv_press_observe. */
 int lkv_press_wants_observer(const lkv_press_state *st, int layer, int decode);

@@ -25,7 +25,8 @@ static const lkv_press_param p_streaming[] = {
     {"budget", LKV_PT_INT, UNSET, 1, BIG, NULL, "total kept; if given, recent = budget - sinks"},
     {"ratio", LKV_PT_FLOAT, UNSET, 0, 0.99, NULL, "fraction removed; if given, sets budget"},
     {"positions", LKV_PT_ENUM, 0, 0, 0, "original|cache",
-     "rotary positions of kept keys: original token positions, or slot index in the cache"},
+     "rotary positions of kept keys: original token positions, or slot index in the cache "
+     "(the paper's; exact, by attending the sinks with a re-rotated query)"},
     {"decode", LKV_PT_INT, 1, 0, 1, NULL, "1: also keep the cache within budget while decoding"},
 };
 static const lkv_press_param p_h2o[] = {

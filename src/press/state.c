@@ -45,13 +45,13 @@ int lkv_press_state_create(const struct lkv_press *p, const lkv_press_geom *g,
     }
     if (st->evict) {
         st->kind = lkv_evict_kind_of(st->evict->method->name);
-        if (st->kind == LKV_EVICT_STREAMING && lkv_press_stage_get(st->evict, "positions") == 1.0) {
+        if (lkv_press_cache_position_sinks(st) > 0 && st->select) {
+            const char *sel = st->select->method->name; /* static registry string */
             lkv_press_state_free(st);
             LKV_FAIL(LKV_ERR_UNSUPPORTED,
-                     "press streamingllm: positions=cache is not supported: the model stores "
-                     "keys already rotated by RoPE at their original positions, so cache "
-                     "positions would need every kept key re-rotated on each eviction and "
-                     "queries rotated at cache positions; use positions=original");
+                     "press streamingllm: positions=cache attends the sinks and the window "
+                     "separately, which a page-selection stage (%s) does not do; use "
+                     "positions=original with it", sel);
         }
         double seed = lkv_press_stage_get(st->evict, "seed");
         lkv_rng_seed(&st->rng, seed == LKV_PRESS_UNSET ? 0 : (uint64_t)seed);
@@ -120,6 +120,15 @@ void lkv_press_window(const lkv_press_state *st, int *start, int *len) {
         w = span;
     *start = span - w;
     *len = w;
+}
+
+int lkv_press_cache_position_sinks(const lkv_press_state *st) {
+    if (!st || !st->evict || st->kind != LKV_EVICT_STREAMING ||
+        lkv_press_stage_get(st->evict, "positions") != 1.0)
+        return 0;
+    /* without sinks every kept token has the same shift: original positions
+     * already give the cache-relative distances, nothing to split */
+    return (int)lkv_press_stage_get(st->evict, "sinks");
 }
 
 void lkv_press_adjust_attn(const lkv_press_state *st, int layer, lkv_attn_params *ap) {

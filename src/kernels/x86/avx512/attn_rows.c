@@ -22,8 +22,13 @@
 #include "kernels/x86/avx512/attn_avx512.h"
 
 #define GROUP 4              /* rows sharing one pass over a key block */
-#define SEGS 4               /* segments (of up to 16 keys) per key block */
+#ifndef SEGS
+#define SEGS 4 /* segments (of up to 16 keys) per key block */
+#endif
 #define ROW_TILE_FLOATS 8192 /* Q floats kept in L1 while the keys stream */
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0
+#endif
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096  /* software prefetch distance per stream (measured best) */
 #endif
@@ -233,19 +238,21 @@ AVX512_INLINE void pv_cols(float *const *acc, int R, const float *p, const float
 }
 
 /* Prefetches (into L1) the rows of keys [t, t + n) of K or V at base. Dense
- * rows are one contiguous range; strided rows are prefetched row by row. */
-static inline void prefetch_keys(const void *base, int t, int n, size_t ks, size_t row_bytes,
+ * rows are one contiguous range; strided rows are prefetched row by row.
+ * Forced inline: GCC's IPA analysis takes a function that only prefetches for
+ * one without side effects, and deletes the calls. */
+AVX512_INLINE void prefetch_keys(const void *base, int t, int n, size_t ks, size_t row_bytes,
                                  size_t es) {
     const char *p = (const char *)base + (size_t)t * ks * es;
     if (ks * es == row_bytes) {
         const char *end = p + (size_t)n * row_bytes;
         for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < end; p += 64)
-            _mm_prefetch(p, _MM_HINT_T0);
+            _mm_prefetch(p, PF_HINT);
         return;
     }
     for (int j = 0; j < n; j++, p += ks * es)
         for (size_t o = 0; o < row_bytes; o += 64)
-            _mm_prefetch(p + o, _MM_HINT_T0);
+            _mm_prefetch(p + o, PF_HINT);
 }
 
 /* A cursor that runs a fixed number of keys ahead of the folding along the
@@ -258,7 +265,7 @@ typedef struct prefetcher {
     int with_v;
 } prefetcher;
 
-static inline void prefetcher_advance(prefetcher *pf, int n, int fetch) {
+AVX512_INLINE void prefetcher_advance(prefetcher *pf, int n, int fetch) {
     while (n > 0 && pf->ri < pf->n_runs) {
         const lkv_kv_run *run = &pf->runs[pf->ri];
         int take = run->n - pf->t < n ? run->n - pf->t : n;
@@ -289,6 +296,9 @@ static void prefetcher_init(prefetcher *pf, const lkv_attn_block *b, const lkv_k
     pf->row_bytes = (size_t)b->d * pf->es;
     pf->with_v = with_v;
     int ahead = (int)(PREFETCH_BYTES / pf->row_bytes);
+#ifdef MIN_AHEAD
+    ahead = ahead < MIN_AHEAD ? MIN_AHEAD : ahead;
+#endif
     prefetcher_advance(pf, ahead < 16 ? 16 : ahead, 0); /* the first keys: demand misses */
 }
 
@@ -298,8 +308,10 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const floa
                               prefetcher *pf, lkv_dtype dt) {
     __m512 s[SEGS][GROUP];
     for (int u = 0; u < n_seg; u++) {
+#ifndef EXP_OLDPF
         if (pf) /* spread over the block, so the prefetches never come in one burst */
             prefetcher_advance(pf, sg[u].n, 1);
+#endif
         seg_logits(b, R, qr, qp, &sg[u], ks, dt, s[u]);
     }
 #ifdef EXP_QK_ONLY
@@ -421,6 +433,15 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
                 prefetcher_advance(&pf, nk, 0);
                 continue;
             }
+#ifdef EXP_OLDPF
+            {
+                int pfk = PREFETCH_BYTES / (b->d * 2);
+                if (t0 + pfk + 16 <= run->n) {
+                    prefetch_keys(run->k, t0 + pfk, 16, ks, b->d * 2, 2);
+                    prefetch_keys(run->v, t0 + pfk, 16, ks, b->d * 2, 2);
+                }
+            }
+#endif
             key_seg *s = &sg[n_seg];
             s->need_mask = may_mask && !avx512_span_visible(b, tok0, tok1, pf0, pl);
             s->pk = s->need_mask ? avx512_key_pos16(run, t0, nk) : _mm512_setzero_si512();
