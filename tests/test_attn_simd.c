@@ -289,6 +289,13 @@ static void test_level(const lkv_kernel_table *ref, lkv_isa level) {
         c = random_case(64, 4, 2, 300);
         c.softcap = 1.0f; /* strong cap: logits saturate */
         check_case(ref, &kt, level, (lkv_dtype)dt, &c);
+        /* paged decode: many runs of 0..4 keys (key blocks span runs) */
+        static const int paged_dims[] = {64, 80, 24, 128};
+        for (int i = 0; i < 4; i++) {
+            c = random_case(paged_dims[i], 1 + i, 1, 150);
+            c.n_runs = 75;
+            check_case(ref, &kt, level, (lkv_dtype)dt, &c);
+        }
 
         for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
             for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)

@@ -1,9 +1,10 @@
 /* attn_avx512.h -- private helpers of the AVX-512 (F/BW/DQ/VL) attention
  * kernels: 16-lane K/V loads that convert to f32, exp, soft-cap, key masks.
  * Only files under x86/avx512/ include this header. The kernels have the same
- * two shapes as the AVX2 ones (attn_rows.c: few rows, 16 keys per block;
+ * two shapes as the AVX2 ones (attn_rows.c: few rows, up to 64 keys per block;
  * attn_tile.c: many rows, 12 x 32 micro-GEMMs), for head dims that are a
- * multiple of 16; other head dims go to the AVX2 kernels (attn.c).
+ * multiple of 16 (the rows path also takes a last half vector: any multiple of
+ * 8); other head dims go to the AVX2 tile kernels (attn.c).
  */
 #ifndef LKV_X86_AVX512_ATTN_AVX512_H
 #define LKV_X86_AVX512_ATTN_AVX512_H

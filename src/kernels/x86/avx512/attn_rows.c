@@ -22,16 +22,10 @@
 #include "kernels/x86/avx512/attn_avx512.h"
 
 #define GROUP 4              /* rows sharing one pass over a key block */
-#ifndef SEGS
-#define SEGS 4 /* segments (of up to 16 keys) per key block */
-#endif
+#define SEGS 4               /* segments (of up to 16 keys) per key block, at most */
+#define BLOCK_BYTES 4096     /* K (and V) bytes per key block, at most (measured best) */
 #define ROW_TILE_FLOATS 8192 /* Q floats kept in L1 while the keys stream */
-#ifndef PF_HINT
-#define PF_HINT _MM_HINT_T0
-#endif
-#ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096  /* software prefetch distance per stream (measured best) */
-#endif
 
 /* Up to 16 consecutive keys of one run. */
 typedef struct key_seg {
@@ -74,14 +68,8 @@ AVX512_INLINE void quad_dots(const float *const *qr, int R, const void *k, size_
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm512_setzero_ps();
-#ifdef EXP_D
-    d = EXP_D; ks = EXP_D;
-#endif
     const size_t k0 = key * ks;
     const int d16 = d & ~15;
-#ifdef EXP_UNROLL
-#pragma GCC unroll 16
-#endif
     for (int c = 0; c < d16; c += 16)
         quad_step(qr, R, k, k0, ks, c, 0, dt, a);
     if (d & 8)
@@ -247,12 +235,12 @@ AVX512_INLINE void prefetch_keys(const void *base, int t, int n, size_t ks, size
     if (ks * es == row_bytes) {
         const char *end = p + (size_t)n * row_bytes;
         for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < end; p += 64)
-            _mm_prefetch(p, PF_HINT);
+            _mm_prefetch(p, _MM_HINT_T0);
         return;
     }
     for (int j = 0; j < n; j++, p += ks * es)
         for (size_t o = 0; o < row_bytes; o += 64)
-            _mm_prefetch(p + o, PF_HINT);
+            _mm_prefetch(p + o, _MM_HINT_T0);
 }
 
 /* A cursor that runs a fixed number of keys ahead of the folding along the
@@ -269,9 +257,6 @@ AVX512_INLINE void prefetcher_advance(prefetcher *pf, int n, int fetch) {
     while (n > 0 && pf->ri < pf->n_runs) {
         const lkv_kv_run *run = &pf->runs[pf->ri];
         int take = run->n - pf->t < n ? run->n - pf->t : n;
-#ifdef EXP_NOPF
-        fetch = 0;
-#endif
         if (fetch && take > 0) {
             prefetch_keys(run->k, pf->t, take, pf->ks, pf->row_bytes, pf->es);
             if (pf->with_v)
@@ -296,9 +281,6 @@ static void prefetcher_init(prefetcher *pf, const lkv_attn_block *b, const lkv_k
     pf->row_bytes = (size_t)b->d * pf->es;
     pf->with_v = with_v;
     int ahead = (int)(PREFETCH_BYTES / pf->row_bytes);
-#ifdef MIN_AHEAD
-    ahead = ahead < MIN_AHEAD ? MIN_AHEAD : ahead;
-#endif
     prefetcher_advance(pf, ahead < 16 ? 16 : ahead, 0); /* the first keys: demand misses */
 }
 
@@ -308,18 +290,10 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const floa
                               prefetcher *pf, lkv_dtype dt) {
     __m512 s[SEGS][GROUP];
     for (int u = 0; u < n_seg; u++) {
-#ifndef EXP_OLDPF
         if (pf) /* spread over the block, so the prefetches never come in one burst */
             prefetcher_advance(pf, sg[u].n, 1);
-#endif
         seg_logits(b, R, qr, qp, &sg[u], ks, dt, s[u]);
     }
-#ifdef EXP_QK_ONLY
-    __m512 t = _mm512_setzero_ps();
-    for (int u = 0; u < n_seg; u++) for (int r = 0; r < R; r++) t = _mm512_add_ps(t, s[u][r]);
-    _mm512_storeu_ps(b->acc, _mm512_add_ps(t, _mm512_loadu_ps(b->acc + 16)));
-    return;
-#endif
     float p[GROUP][SEGS * 16] __attribute__((aligned(64)));
     float alpha[GROUP];
     float *acc[GROUP];
@@ -327,9 +301,6 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const floa
                                            alpha, acc);
     if (!fold)
         return;
-#ifdef EXP_NO_PV
-    return;
-#endif
     const int rescale = fold >> 1;
     const int d = b->d;
     const float *pp = &p[0][0];
@@ -415,6 +386,10 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
     }
     prefetcher pf;
     prefetcher_init(&pf, b, runs, n_runs, dt, !lse);
+    /* segments per block: SEGS, fewer for long rows (a block's K and V stay in
+     * L1 next to the prefetched keys; larger blocks measured slower from DRAM) */
+    int max_seg = (int)(BLOCK_BYTES / (16 * (size_t)b->d * avx512_dtype_bytes(dt)));
+    max_seg = max_seg < 1 ? 1 : max_seg > SEGS ? SEGS : max_seg;
     key_seg sg[SEGS];
     int n_seg = 0;
     for (int ri = 0; ri < n_runs; ri++) {
@@ -433,15 +408,6 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
                 prefetcher_advance(&pf, nk, 0);
                 continue;
             }
-#ifdef EXP_OLDPF
-            {
-                int pfk = PREFETCH_BYTES / (b->d * 2);
-                if (t0 + pfk + 16 <= run->n) {
-                    prefetch_keys(run->k, t0 + pfk, 16, ks, b->d * 2, 2);
-                    prefetch_keys(run->v, t0 + pfk, 16, ks, b->d * 2, 2);
-                }
-            }
-#endif
             key_seg *s = &sg[n_seg];
             s->need_mask = may_mask && !avx512_span_visible(b, tok0, tok1, pf0, pl);
             s->pk = s->need_mask ? avx512_key_pos16(run, t0, nk) : _mm512_setzero_si512();
@@ -451,7 +417,7 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
             if (lse) {
                 prefetcher_advance(&pf, nk, 1);
                 observe_seg(b, lse, rt0, rt1, &tr, s, ks, run->obs + t0, dt);
-            } else if (++n_seg == SEGS) {
+            } else if (++n_seg == max_seg) {
                 fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt);
                 n_seg = 0;
             }
