@@ -51,9 +51,7 @@ int lkv_gemma3_scratch_init(lkv_fwd_scratch *s, const lkv_model *m) {
     }
     /* s->inv_freq holds rope_theta^(-2i/n_rot) (lkv_fwd_scratch_init): the
      * global layers' frequencies; the local layers have their own base */
-    for (size_t i = 0; i < half; i++)
-        s->inv_freq_swa[i] =
-            (float)pow((double)hp->rope_theta_swa, -2.0 * (double)i / hp->n_rot);
+    lkv_fwd_rope_freqs(s->inv_freq_swa, hp->n_rot, (double)hp->rope_theta_swa);
     return LKV_OK;
 }
 
@@ -66,62 +64,10 @@ void lkv_gemma3_scratch_free(lkv_fwd_scratch *s) {
 
 /* ------------------------------------------------------------ pieces */
 
-/* o[n][D] = x[n][D] / rms(x) * w[D]; o may be x (rows of D: also per head). */
-static void rmsnorm(float *o, const float *x, const float *w, int n, int D, float eps) {
-    for (int t = 0; t < n; t++) {
-        const float *xt = x + (size_t)t * D;
-        float *ot = o + (size_t)t * D;
-        double ss = 0.0;
-        for (int i = 0; i < D; i++)
-            ss += (double)xt[i] * xt[i];
-        float scale = (float)(1.0 / sqrt(ss / D + eps));
-        for (int i = 0; i < D; i++)
-            ot[i] = xt[i] * scale * w[i];
-    }
-}
-
-/* cos/sin[n][n_rot/2] of (pos[t] / pos_scale) * inv_freq[i], angles in double. */
-static void rope_tables(const int32_t *pos, int n, const float *inv_freq, int half,
-                        double pos_scale, float *cos_t, float *sin_t) {
-    for (int t = 0; t < n; t++) {
-        double p = (double)pos[t] / pos_scale;
-        for (int i = 0; i < half; i++) {
-            double a = p * (double)inv_freq[i];
-            cos_t[(size_t)t * half + i] = (float)cos(a);
-            sin_t[(size_t)t * half + i] = (float)sin(a);
-        }
-    }
-}
-
-/* Rotates the pairs (i, i + n_rot/2), i < n_rot/2, of every head of
- * x[n][n_heads][d] by the token's angles (GPT-NeoX / "rotate half"). */
-static void rope_neox(float *x, const float *cos_t, const float *sin_t, int n, int n_heads,
-                      int d, int n_rot) {
-    int half = n_rot / 2;
-    for (int t = 0; t < n; t++) {
-        const float *c = cos_t + (size_t)t * half;
-        const float *sn = sin_t + (size_t)t * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((size_t)t * n_heads + h) * d;
-            for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * c[i] - b * sn[i];
-                v[i + half] = a * sn[i] + b * c[i];
-            }
-        }
-    }
-}
-
 /* GELU, tanh approximation (what Gemma was trained with, gelu_pytorch_tanh). */
 static inline float gelu_tanh(float x) {
     const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
-/* y[n][rows] = x[n][cols] W^T */
-static int matmul(lkv_fwd_scratch *s, const lkv_weight *w, const float *x, int n, float *y,
-                  lkv_threadpool *tp) {
-    return lkv_matmul(w->type, w->data, w->rows, w->cols, x, n, y, s->mm, tp);
 }
 
 /* ------------------------------------------------------------ forward */
@@ -148,8 +94,8 @@ int lkv_gemma3_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
             xt[i] *= hp->embd_scale;
     }
     /* global layers: rope_theta, linear scaling; local layers: rope_theta_swa */
-    rope_tables(s->pos, n, s->inv_freq, half, hp->rope_scale, s->rope_cos, s->rope_sin);
-    rope_tables(s->pos, n, s->inv_freq_swa, half, 1.0, s->rope_cos_swa, s->rope_sin_swa);
+    lkv_fwd_rope_tables(s->pos, n, s->inv_freq, half, hp->rope_scale, s->rope_cos, s->rope_sin);
+    lkv_fwd_rope_tables(s->pos, n, s->inv_freq_swa, half, 1.0, s->rope_cos_swa, s->rope_sin_swa);
 
     for (int l = 0; l < hp->n_layers; l++) {
         const lkv_llama_layer *L = &m->layers[l];
@@ -157,14 +103,14 @@ int lkv_gemma3_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
         const float *rs = L->window ? s->rope_sin_swa : s->rope_sin;
 
         /* attention block */
-        rmsnorm(s->xb, s->x, L->attn_norm, n, D, eps);
-        LKV_TRY(matmul(s, &L->wq, s->xb, n, s->q, tp)); /* q [n][H][d] */
-        LKV_TRY(matmul(s, &L->wk, s->xb, n, s->k, tp)); /* k [n][Hk][d] */
-        LKV_TRY(matmul(s, &L->wv, s->xb, n, s->v, tp)); /* v [n][Hk][d] */
-        rmsnorm(s->q, s->q, L->attn_q_norm, n * H, d, eps);
-        rmsnorm(s->k, s->k, L->attn_k_norm, n * Hk, d, eps);
-        rope_neox(s->q, rc, rs, n, H, d, hp->n_rot);
-        rope_neox(s->k, rc, rs, n, Hk, d, hp->n_rot);
+        lkv_fwd_rmsnorm(s->xb, s->x, L->attn_norm, n, D, eps);
+        LKV_TRY(lkv_fwd_matmul(s, &L->wq, s->xb, n, s->q, tp)); /* q [n][H][d] */
+        LKV_TRY(lkv_fwd_matmul(s, &L->wk, s->xb, n, s->k, tp)); /* k [n][Hk][d] */
+        LKV_TRY(lkv_fwd_matmul(s, &L->wv, s->xb, n, s->v, tp)); /* v [n][Hk][d] */
+        lkv_fwd_rmsnorm(s->q, s->q, L->attn_q_norm, n * H, d, eps);
+        lkv_fwd_rmsnorm(s->k, s->k, L->attn_k_norm, n * Hk, d, eps);
+        lkv_fwd_rope_rotate(s->q, rc, rs, n, H, d, hp->n_rot, 1);
+        lkv_fwd_rope_rotate(s->k, rc, rs, n, Hk, d, hp->n_rot, 1);
         LKV_TRY(lkv_model_kv_append(kv, l, n, s->pos, s->k, s->v));
         /* the layer's window and the scale are in the kv glue's attention params */
         LKV_TRY(lkv_model_kv_attend(kv, l, n, s->q, s->pos, s->att, tp)); /* att [n][H][d] */
@@ -174,19 +120,19 @@ int lkv_gemma3_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
                 return lkv_set_error(rc2, "model: the layer hook failed at layer %d (%d)", l,
                                      rc2);
         }
-        LKV_TRY(matmul(s, &L->wo, s->att, n, s->xb, tp)); /* xb [n][D] */
-        rmsnorm(s->xb, s->xb, L->post_attn_norm, n, D, eps);
+        LKV_TRY(lkv_fwd_matmul(s, &L->wo, s->att, n, s->xb, tp)); /* xb [n][D] */
+        lkv_fwd_rmsnorm(s->xb, s->xb, L->post_attn_norm, n, D, eps);
         for (size_t i = 0; i < (size_t)n * D; i++)
             s->x[i] += s->xb[i];
 
         /* GeGLU feed-forward block */
-        rmsnorm(s->xb, s->x, L->ffn_norm, n, D, eps);
-        LKV_TRY(matmul(s, &L->w_gate, s->xb, n, s->hb, tp)); /* hb  [n][F] */
-        LKV_TRY(matmul(s, &L->w_up, s->xb, n, s->hb2, tp));  /* hb2 [n][F] */
+        lkv_fwd_rmsnorm(s->xb, s->x, L->ffn_norm, n, D, eps);
+        LKV_TRY(lkv_fwd_matmul(s, &L->w_gate, s->xb, n, s->hb, tp)); /* hb  [n][F] */
+        LKV_TRY(lkv_fwd_matmul(s, &L->w_up, s->xb, n, s->hb2, tp));  /* hb2 [n][F] */
         for (size_t i = 0; i < (size_t)n * F; i++)
             s->hb[i] = gelu_tanh(s->hb[i]) * s->hb2[i];
-        LKV_TRY(matmul(s, &L->w_down, s->hb, n, s->xb, tp)); /* xb [n][D] */
-        rmsnorm(s->xb, s->xb, L->post_ffw_norm, n, D, eps);
+        LKV_TRY(lkv_fwd_matmul(s, &L->w_down, s->hb, n, s->xb, tp)); /* xb [n][D] */
+        lkv_fwd_rmsnorm(s->xb, s->xb, L->post_ffw_norm, n, D, eps);
         for (size_t i = 0; i < (size_t)n * D; i++)
             s->x[i] += s->xb[i];
     }
@@ -198,11 +144,11 @@ int lkv_gemma3_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
     for (int t = 0; t < n; t++) {
         if (want && !want[t])
             continue;
-        rmsnorm(s->xb + (size_t)nw * D, s->x + (size_t)t * D, m->output_norm, 1, D, eps);
+        lkv_fwd_rmsnorm(s->xb + (size_t)nw * D, s->x + (size_t)t * D, m->output_norm, 1, D, eps);
         nw++;
     }
     if (nw > 0) {
-        LKV_TRY(matmul(s, &m->output, s->xb, nw, logits, tp));
+        LKV_TRY(lkv_fwd_matmul(s, &m->output, s->xb, nw, logits, tp));
         if (hp->final_softcap > 0.0f) {
             const float c = hp->final_softcap;
             for (size_t i = 0; i < (size_t)nw * hp->n_vocab; i++)

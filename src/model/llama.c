@@ -6,15 +6,15 @@
  *
  *   x  = embed[token]                                  [n][D]
  *   for each layer:
- *     xb = rmsnorm(x) * attn_norm                      [n][D]
+ *     xb = lkv_fwd_rmsnorm(x) * attn_norm                      [n][D]
  *     q = xb Wq^T, k = xb Wk^T, v = xb Wv^T            [n][H*d], [n][Hk*d], [n][Hk*d]
  *     rope(q), rope(k)          adjacent pairs (2i, 2i+1) rotated by pos * theta^(-2i/n_rot)
  *     cache.append(k, v); att = attention(q, cache)    [n][H*d]
  *     x += att Wo^T                                    [n][D]
- *     xb = rmsnorm(x) * ffn_norm
+ *     xb = lkv_fwd_rmsnorm(x) * ffn_norm
  *     hb = silu(xb Wg^T) * (xb Wu^T)                   [n][F]
  *     x += hb Wd^T
- *   logits = rmsnorm(x) * output_norm  Wout^T          [n_wanted][V]
+ *   logits = lkv_fwd_rmsnorm(x) * output_norm  Wout^T          [n_wanted][V]
  *
  * GGUF's Llama converter permutes the Q/K weight rows so that rotating
  * adjacent pairs here equals the Hugging Face "rotate half" convention.
@@ -75,8 +75,7 @@ int lkv_fwd_scratch_init(lkv_fwd_scratch *s, const lkv_model *m, int B) {
         LKV_FAIL(LKV_ERR_NOMEM, "model: out of memory for the scratch of %d tokens", B);
     }
     /* theta^(-2i/n_rot), computed in double: it is the whole position signal */
-    for (size_t i = 0; i < half; i++)
-        s->inv_freq[i] = (float)pow((double)hp->rope_theta, -2.0 * (double)i / hp->n_rot);
+    lkv_fwd_rope_freqs(s->inv_freq, hp->n_rot, (double)hp->rope_theta);
     return LKV_OK;
 }
 
@@ -99,59 +98,6 @@ void lkv_fwd_scratch_free(lkv_fwd_scratch *s) {
 
 /* ------------------------------------------------------------ pieces */
 
-/* o[n][D] = x[n][D] / rms(x) * w[D] */
-static void rmsnorm(float *o, const float *x, const float *w, int n, int D, float eps) {
-    for (int t = 0; t < n; t++) {
-        const float *xt = x + (size_t)t * D;
-        float *ot = o + (size_t)t * D;
-        double ss = 0.0;
-        for (int i = 0; i < D; i++)
-            ss += (double)xt[i] * xt[i];
-        float scale = (float)(1.0 / sqrt(ss / D + eps));
-        for (int i = 0; i < D; i++)
-            ot[i] = xt[i] * scale * w[i];
-    }
-}
-
-/* cos/sin[n][n_rot/2] of pos[t] * inv_freq[i] (angles in double: at position
- * 8000 the angle is ~8000 rad and float would lose the phase). */
-static void rope_tables(lkv_fwd_scratch *s, const lkv_hparams *hp, int n) {
-    int half = hp->n_rot / 2;
-    for (int t = 0; t < n; t++) {
-        double p = (double)s->pos[t] / hp->rope_scale;
-        for (int i = 0; i < half; i++) {
-            double a = p * (double)s->inv_freq[i];
-            s->rope_cos[(size_t)t * half + i] = (float)cos(a);
-            s->rope_sin[(size_t)t * half + i] = (float)sin(a);
-        }
-    }
-}
-
-/* Rotates the adjacent pairs (2i, 2i+1), i < n_rot/2, of every head of
- * x[n][n_heads][d] by the token's angles. */
-static void rope_apply(float *x, const lkv_fwd_scratch *s, int n, int n_heads, int d,
-                       int n_rot) {
-    int half = n_rot / 2;
-    for (int t = 0; t < n; t++) {
-        const float *c = s->rope_cos + (size_t)t * half;
-        const float *sn = s->rope_sin + (size_t)t * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((size_t)t * n_heads + h) * d;
-            for (int i = 0; i < half; i++) {
-                float a = v[2 * i], b = v[2 * i + 1];
-                v[2 * i] = a * c[i] - b * sn[i];
-                v[2 * i + 1] = a * sn[i] + b * c[i];
-            }
-        }
-    }
-}
-
-/* y[n][rows] = x[n][cols] W^T */
-static int matmul(lkv_fwd_scratch *s, const lkv_weight *w, const float *x, int n, float *y,
-                  lkv_threadpool *tp) {
-    return lkv_matmul(w->type, w->data, w->rows, w->cols, x, n, y, s->mm, tp);
-}
-
 /* ------------------------------------------------------------ forward */
 
 int lkv_llama_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
@@ -170,18 +116,19 @@ int lkv_llama_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
         LKV_TRY(lkv_get_row(m->tok_embd.type, m->tok_embd.data, D, tokens[t],
                             s->x + (size_t)t * D));
     }
-    rope_tables(s, hp, n);
+    lkv_fwd_rope_tables(s->pos, n, s->inv_freq, hp->n_rot / 2, hp->rope_scale, s->rope_cos,
+                        s->rope_sin);
 
     for (int l = 0; l < hp->n_layers; l++) {
         const lkv_llama_layer *L = &m->layers[l];
 
         /* attention block */
-        rmsnorm(s->xb, s->x, L->attn_norm, n, D, hp->rms_eps);
-        LKV_TRY(matmul(s, &L->wq, s->xb, n, s->q, tp)); /* q [n][H][d] */
-        LKV_TRY(matmul(s, &L->wk, s->xb, n, s->k, tp)); /* k [n][Hk][d] */
-        LKV_TRY(matmul(s, &L->wv, s->xb, n, s->v, tp)); /* v [n][Hk][d] */
-        rope_apply(s->q, s, n, H, d, hp->n_rot);
-        rope_apply(s->k, s, n, Hk, d, hp->n_rot);
+        lkv_fwd_rmsnorm(s->xb, s->x, L->attn_norm, n, D, hp->rms_eps);
+        LKV_TRY(lkv_fwd_matmul(s, &L->wq, s->xb, n, s->q, tp)); /* q [n][H][d] */
+        LKV_TRY(lkv_fwd_matmul(s, &L->wk, s->xb, n, s->k, tp)); /* k [n][Hk][d] */
+        LKV_TRY(lkv_fwd_matmul(s, &L->wv, s->xb, n, s->v, tp)); /* v [n][Hk][d] */
+        lkv_fwd_rope_rotate(s->q, s->rope_cos, s->rope_sin, n, H, d, hp->n_rot, 0);
+        lkv_fwd_rope_rotate(s->k, s->rope_cos, s->rope_sin, n, Hk, d, hp->n_rot, 0);
         LKV_TRY(lkv_model_kv_append(kv, l, n, s->pos, s->k, s->v));
         LKV_TRY(lkv_model_kv_attend(kv, l, n, s->q, s->pos, s->att, tp)); /* att [n][H][d] */
         if (p->hook) {
@@ -190,19 +137,19 @@ int lkv_llama_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
                 return lkv_set_error(rc, "model: the layer hook failed at layer %d (%d)", l,
                                      rc);
         }
-        LKV_TRY(matmul(s, &L->wo, s->att, n, s->xb, tp)); /* xb [n][D] */
+        LKV_TRY(lkv_fwd_matmul(s, &L->wo, s->att, n, s->xb, tp)); /* xb [n][D] */
         for (size_t i = 0; i < (size_t)n * D; i++)
             s->x[i] += s->xb[i];
 
         /* SwiGLU feed-forward block */
-        rmsnorm(s->xb, s->x, L->ffn_norm, n, D, hp->rms_eps);
-        LKV_TRY(matmul(s, &L->w_gate, s->xb, n, s->hb, tp)); /* hb  [n][F] */
-        LKV_TRY(matmul(s, &L->w_up, s->xb, n, s->hb2, tp));  /* hb2 [n][F] */
+        lkv_fwd_rmsnorm(s->xb, s->x, L->ffn_norm, n, D, hp->rms_eps);
+        LKV_TRY(lkv_fwd_matmul(s, &L->w_gate, s->xb, n, s->hb, tp)); /* hb  [n][F] */
+        LKV_TRY(lkv_fwd_matmul(s, &L->w_up, s->xb, n, s->hb2, tp));  /* hb2 [n][F] */
         for (size_t i = 0; i < (size_t)n * F; i++) {
             float g = s->hb[i];
             s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
         }
-        LKV_TRY(matmul(s, &L->w_down, s->hb, n, s->xb, tp)); /* xb [n][D] */
+        LKV_TRY(lkv_fwd_matmul(s, &L->w_down, s->hb, n, s->xb, tp)); /* xb [n][D] */
         for (size_t i = 0; i < (size_t)n * D; i++)
             s->x[i] += s->xb[i];
     }
@@ -214,11 +161,11 @@ int lkv_llama_forward(const lkv_model *m, lkv_fwd_scratch *s, lkv_model_kv *kv,
     for (int t = 0; t < n; t++) {
         if (want && !want[t])
             continue;
-        rmsnorm(s->xb + (size_t)nw * D, s->x + (size_t)t * D, m->output_norm, 1, D,
+        lkv_fwd_rmsnorm(s->xb + (size_t)nw * D, s->x + (size_t)t * D, m->output_norm, 1, D,
                 hp->rms_eps);
         nw++;
     }
     if (nw > 0)
-        LKV_TRY(matmul(s, &m->output, s->xb, nw, logits, tp));
+        LKV_TRY(lkv_fwd_matmul(s, &m->output, s->xb, nw, logits, tp));
     return LKV_OK;
 }

@@ -173,6 +173,24 @@ typedef struct lkv_fwd_scratch {
 } lkv_fwd_scratch;
 
 int lkv_fwd_scratch_init(lkv_fwd_scratch *s, const lkv_model *m, int B);
+
+/* Shared pieces of the forward passes (fwd_ops.c).
+ * o[n][D] = x[n][D] / rms(x) * w[D]; o may be x (rows of D: also per head). */
+void lkv_fwd_rmsnorm(float *o, const float *x, const float *w, int n, int D, float eps);
+/* inv_freq[n_rot/2] = theta^(-2i/n_rot) */
+void lkv_fwd_rope_freqs(float *inv_freq, int n_rot, double theta);
+/* cos/sin[n][half] of (pos[t] / pos_scale) * inv_freq[i] */
+void lkv_fwd_rope_tables(const int32_t *pos, int n, const float *inv_freq, int half,
+                         double pos_scale, float *cos_t, float *sin_t);
+/* Rotates every head of x[n][n_heads][d] by token t's angles: adjacent pairs
+ * (2i, 2i+1) when halves == 0 (GGUF llama), (i, i + n_rot/2) when 1 (NeoX). */
+void lkv_fwd_rope_rotate(float *x, const float *cos_t, const float *sin_t, int n, int n_heads,
+                         int d, int n_rot, int halves);
+/* y[n][rows] = x[n][cols] W^T */
+static inline int lkv_fwd_matmul(lkv_fwd_scratch *s, const lkv_weight *w, const float *x, int n,
+                                 float *y, lkv_threadpool *tp) {
+    return lkv_matmul(w->type, w->data, w->rows, w->cols, x, n, y, s->mm, tp);
+}
 void lkv_fwd_scratch_free(lkv_fwd_scratch *s);
 
 /* Runs the Llama forward pass over n <= s->B tokens at positions pos0..pos0+n-1,

@@ -84,8 +84,7 @@ static int rope_setup(lkv_model_press *mp, const lkv_model *m) {
         int local = m->arch_id == LKV_ARCH_GEMMA3 && m->layers[l].window;
         double base = local ? hp->rope_theta_swa : hp->rope_theta;
         mp->rope_pos_scale[l] = local ? 1.0 : (double)hp->rope_scale;
-        for (int i = 0; i < half; i++)
-            mp->inv_freq[(size_t)l * half + i] = (float)pow(base, -2.0 * (double)i / hp->n_rot);
+        lkv_fwd_rope_freqs(mp->inv_freq + (size_t)l * half, hp->n_rot, base);
     }
     return LKV_OK;
 }
@@ -96,23 +95,11 @@ static void rope_turn(const lkv_model_press *mp, int layer, int32_t delta, const
                       float *out, size_t rows) {
     const int d = mp->head_dim, half = mp->n_rot / 2;
     const float *inv = mp->inv_freq + (size_t)layer * half;
-    const double p = (double)delta / mp->rope_pos_scale[layer];
     float c[128], sn[128]; /* half <= d / 2 <= 128 */
-    for (int i = 0; i < half; i++) {
-        double a = p * (double)inv[i]; /* in double, like the forward pass's tables */
-        c[i] = (float)cos(a);
-        sn[i] = (float)sin(a);
-    }
+    lkv_fwd_rope_tables(&delta, 1, inv, half, mp->rope_pos_scale[layer], c, sn);
     memcpy(out, in, rows * (size_t)d * sizeof(float));
-    for (size_t r = 0; r < rows; r++) {
-        float *v = out + r * (size_t)d;
-        for (int i = 0; i < half; i++) {
-            int j = mp->rope_halves ? i : 2 * i, k = mp->rope_halves ? i + half : 2 * i + 1;
-            float x = v[j], y = v[k];
-            v[j] = x * c[i] - y * sn[i];
-            v[k] = x * sn[i] + y * c[i];
-        }
-    }
+    /* the rows are the "heads" of one token: all turned by the same angles */
+    lkv_fwd_rope_rotate(out, c, sn, 1, (int)rows, d, mp->n_rot, mp->rope_halves);
 }
 
 /* The turn of layer `layer`'s sink queries (see the top): delta = s0 - s from
