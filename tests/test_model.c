@@ -724,12 +724,7 @@ int main(void) {
     CHECK(rc == LKV_OK, "load %s: %s", model_path, lkv_last_error());
     if (!m)
         return lkv_test_finish("test_model");
-    /* single-threaded by default: CI machines are often oversubscribed, where
-     * spinning workers cost more than they give. LONGKV_TEST_THREADS=N to change. */
-    lkv_threadpool *tp = NULL;
-    const char *nt = getenv("LONGKV_TEST_THREADS");
-    if (nt && atoi(nt) > 1)
-        CHECK_OK(lkv_threadpool_create(atoi(nt), &tp));
+    lkv_threadpool *tp = lkv_test_threadpool();
     test_info(m);
     test_bad_params(m);
     test_paris(m, tp);

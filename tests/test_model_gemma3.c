@@ -471,10 +471,7 @@ int main(void) {
     CHECK(rc == LKV_OK, "load %s: %s", model_path, lkv_last_error());
     if (!m)
         return lkv_test_finish("test_model_gemma3");
-    lkv_threadpool *tp = NULL;
-    const char *nt = getenv("LONGKV_TEST_THREADS");
-    if (nt && atoi(nt) > 1)
-        CHECK_OK(lkv_threadpool_create(atoi(nt), &tp));
+    lkv_threadpool *tp = lkv_test_threadpool();
     test_info(m);
     test_short(m, tp);
     int32_t *ids = malloc(1024 * sizeof(int32_t));

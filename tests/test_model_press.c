@@ -352,10 +352,7 @@ int main(void) {
     CHECK_OK(lkv_model_load(model_path, NULL, &m));
     if (!m)
         return lkv_test_finish("test_model_press");
-    lkv_threadpool *tp = NULL;
-    const char *nt = getenv("LONGKV_TEST_THREADS");
-    if (nt && atoi(nt) > 1)
-        CHECK_OK(lkv_threadpool_create(atoi(nt), &tp));
+    lkv_threadpool *tp = lkv_test_threadpool();
     test_kivi_memory_long(m, tp, test_kivi_memory(m, tp, 1024));
     test_press_prompt_cache(m, tp);
     test_streaming_cache_positions(m, tp);

@@ -38,6 +38,14 @@ double lkv_test_rel_err(const float *a, const float *b, size_t n, double floor_)
     return lkv_test_max_abs_err(a, b, n) / mb;
 }
 
+lkv_threadpool *lkv_test_threadpool(void) {
+    lkv_threadpool *tp = NULL;
+    const char *nt = getenv("LONGKV_TEST_THREADS");
+    if (nt && atoi(nt) > 1)
+        CHECK_OK(lkv_threadpool_create(atoi(nt), &tp));
+    return tp;
+}
+
 int lkv_test_finish(const char *name) {
     printf("%s: %d passed, %d failed\n", name, lkv_test_passed, lkv_test_failed);
     return lkv_test_failed ? 1 : 0;

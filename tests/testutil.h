@@ -41,6 +41,11 @@ void lkv_test_fill_normal(lkv_rng *r, float *x, size_t n, float sigma);
 double lkv_test_rel_err(const float *a, const float *b, size_t n, double floor_);
 double lkv_test_max_abs_err(const float *a, const float *b, size_t n);
 
+/* The model tests' pool: NULL (single-threaded: CI machines are often
+ * oversubscribed, where spinning workers cost more than they give) unless
+ * LONGKV_TEST_THREADS=N > 1 asks for N threads. A failed create is a failure. */
+lkv_threadpool *lkv_test_threadpool(void);
+
 /* Prints "N passed, N failed" and returns the exit code for main. */
 int lkv_test_finish(const char *name);
 
