@@ -11,6 +11,9 @@
  * Limits: read bandwidth (DRAM, L3, L2 working sets) and the FMA peak, for one
  * thread and for each thread count of the cases, measured before and after the
  * cases; the higher of the two is used, and results are printed at the end.
+ * A DRAM-regime decode case is compared instead with DRAM reads of its own
+ * size interleaved with its repetitions (lkv_read_probe): the two then share
+ * the machine's conditions, which on a shared host swing the bandwidth 2x.
  *
  * Timing: one warm-up call, then repetitions until the case has run for the
  * target time (and at least 3 times, or 2 when one call is longer than the
@@ -79,6 +82,7 @@ typedef struct limits {
     lkv_threadpool *tp;
     double pass[2][LIM_COUNT]; /* read GB/s or GFLOP/s per measurement; 0 = failed */
     double dram, l3, l2, fma;  /* the higher of the two passes */
+    lkv_read_probe *probe;     /* DRAM reads interleaved with the DRAM decode cases (lazy) */
 } limits;
 
 typedef struct case_result case_result;
@@ -257,8 +261,11 @@ static void usage(FILE *f) {
             "Decode regime: 'dram' when K+V is larger than the L3 cache, else 'cache'; a\n"
             "cache case is compared with the L2 bandwidth when K+V fits in the L2 caches of\n"
             "the threads, else with the L3 bandwidth (JSON key 'limit_name'). Limits are\n"
-            "measured before and after the cases and the higher value is used; results are\n"
-            "printed at the end (progress goes to stderr when it is a terminal).\n");
+            "measured before and after the cases and the higher value is used. A dram case\n"
+            "is compared with DRAM reads of its own size interleaved with its repetitions\n"
+            "(best of each; JSON 'dram_paired', the run-wide figure is 'dram_run'): on a\n"
+            "shared machine the bandwidth left to one program moves by 2x within seconds.\n"
+            "Results are printed at the end (progress goes to stderr when it is a terminal).\n");
 }
 
 /* Splits a comma-separated list; calls parse_one on each item. */
@@ -569,6 +576,7 @@ typedef struct attn_case {
 typedef struct timing {
     double best, median;
     int reps;
+    double probe_best; /* best time of the interleaved probe reads (0: none) */
 } timing;
 
 static int call_case(const attn_case *c) {
@@ -580,8 +588,13 @@ static int call_case(const attn_case *c) {
     return lkv_attn_prefill(&c->p, c->n_q, c->q, NULL, c->q_pos0, &c->kv, c->o, NULL, NULL, c->tp);
 }
 
-static int time_case(const attn_case *c, double target, timing *t) {
+/* With a probe, every repetition of the case is followed by a probe read of
+ * probe_bytes, and t->probe_best is the best of those reads: the DRAM limit
+ * under the same conditions as the case (see limit_value). */
+static int time_case(const attn_case *c, double target, timing *t, lkv_read_probe *probe,
+                     size_t probe_bytes) {
     static double times[MAX_REPS];
+    t->probe_best = 0.0;
     double t0 = now_seconds();
     int rc = call_case(c);
     double w = now_seconds() - t0;
@@ -590,17 +603,24 @@ static int time_case(const attn_case *c, double target, timing *t) {
     if (w >= LONG_CALL_SECONDS) {
         t->best = t->median = w;
         t->reps = 1;
-        return 0;
+        return probe ? lkv_read_probe_step(probe, probe_bytes, &t->probe_best) : 0;
     }
     int min_reps = w > target ? 2 : 3, n = 0;
-    double start = now_seconds(), t1 = start;
-    while (n < MAX_REPS && (n < min_reps || t1 - start < target)) {
+    double start = now_seconds(), t1 = start, pt;
+    while (n < MAX_REPS && (n < min_reps || t1 - start < (probe ? 2 * target : target))) {
         t0 = now_seconds();
         rc = call_case(c);
         t1 = now_seconds();
         if (rc < 0)
             return rc;
         times[n++] = t1 - t0;
+        if (probe) {
+            if ((rc = lkv_read_probe_step(probe, probe_bytes, &pt)) < 0)
+                return rc;
+            if (t->probe_best == 0.0 || pt < t->probe_best)
+                t->probe_best = pt;
+            t1 = now_seconds();
+        }
     }
     qsort(times, (size_t)n, sizeof times[0], cmp_double);
     t->best = times[0] > 1e-9 ? times[0] : 1e-9; /* rates stay finite */
@@ -642,6 +662,7 @@ struct case_result {
     timing t;
     double work;            /* decode: bytes of K+V; prefill: flops */
     double rate;            /* GB/s or GFLOP/s, from the best time */
+    double paired;          /* dram decode: GB/s of the interleaved probe reads (0: none) */
     const char *regime;     /* decode: "dram" | "cache"; prefill: "-" */
     const char *limit_name; /* "dram" | "l3" | "l2" | "fma" */
 };
@@ -651,7 +672,7 @@ static double limit_value(const machine *m, const case_result *r) {
     if (!L)
         return 0.0;
     switch (r->limit_name[0]) {
-    case 'd': return L->dram;
+    case 'd': return r->paired > 0 ? r->paired : L->dram;
     case 'f': return L->fma;
     default: return !strcmp(r->limit_name, "l3") ? L->l3 : L->l2;
     }
@@ -666,7 +687,9 @@ static void print_case_json(const machine *m, const case_result *r) {
            r->q_heads, r->kv_heads, r->n_kv, r->n_q, r->threads, r->causal, r->t.best,
            r->t.median, r->t.reps);
     if (r->decode)
-        printf("\"bytes\":%.0f,\"gbps\":%.4g,\"regime\":\"%s\",", r->work, r->rate, r->regime);
+        printf("\"bytes\":%.0f,\"gbps\":%.4g,\"regime\":\"%s\",\"dram_paired\":%.4g,"
+               "\"dram_run\":%.4g,",
+               r->work, r->rate, r->regime, r->paired, limits_for((machine *)m, r->threads)->dram);
     else
         printf("\"flops\":%.0f,\"gflops\":%.4g,", r->work, r->rate);
     printf("\"limit_name\":\"%s\",\"limit\":%.4g,\"ratio\":%.4g}\n", r->limit_name, limit,
@@ -710,7 +733,24 @@ static int run_case(const options *o, machine *m, attn_case *c) {
         fprintf(stderr, "\r  %s %s %d/%d/%d n_q=%d n_kv=%d threads=%d ...     ",
                 r.decode ? "decode" : "prefill", lkv_dtype_name(r.dtype), r.q_heads, r.kv_heads,
                 r.head_dim, r.n_q, r.n_kv, r.threads);
-    int rc = time_case(c, o->seconds, &r.t);
+    r.regime = "-";
+    lkv_read_probe *probe = NULL;
+    size_t probe_bytes = 0;
+    if (r.decode) {
+        r.work = c->heads ? c->kv_bytes
+                          : 2.0 * r.n_kv * r.kv_heads * r.head_dim * (double)lkv_dtype_size(r.dtype);
+        r.regime = r.work > (double)m->l3_bytes ? "dram" : "cache";
+        limits *L = limits_for(m, r.threads);
+        if (r.regime[0] == 'd' && !L->probe &&
+            lkv_read_probe_create(2 * m->dram_ws, L->tp, &L->probe) < 0)
+            fprintf(stderr, "longkv bench attn: no paired DRAM reads (%s); the run-wide limit "
+                            "is used\n", lkv_last_error());
+        if (r.regime[0] == 'd' && L->probe) {
+            probe = L->probe; /* reads of the case's size, at most half the probe's set */
+            probe_bytes = r.work < (double)m->dram_ws ? (size_t)r.work : m->dram_ws;
+        }
+    }
+    int rc = time_case(c, o->seconds, &r.t, probe, probe_bytes);
     if (o->progress)
         fprintf(stderr, "\r%*s\r", 72, "");
     if (rc < 0) {
@@ -718,12 +758,10 @@ static int run_case(const options *o, machine *m, attn_case *c) {
         return 1;
     }
     kernel_isa(r.dtype, r.isa, sizeof r.isa);
-    r.regime = "-";
     if (r.decode) {
-        r.work = c->heads ? c->kv_bytes
-                          : 2.0 * r.n_kv * r.kv_heads * r.head_dim * (double)lkv_dtype_size(r.dtype);
         r.rate = r.work / r.t.best * 1e-9;
-        r.regime = r.work > (double)m->l3_bytes ? "dram" : "cache";
+        if (r.t.probe_best > 0)
+            r.paired = (double)probe_bytes / r.t.probe_best * 1e-9;
         r.limit_name = r.work > (double)m->l3_bytes                           ? "dram"
                        : r.work <= (double)m->l2_ws_per_thread * r.threads ? "l2"
                                                                             : "l3";
@@ -1078,7 +1116,9 @@ int bench_attn(int argc, char **argv) {
                         "machine was busy while the limits were measured; rerun when it is quiet\n",
                 over);
     free(m.results);
-    for (int i = 0; i < m.n_lim; i++)
+    for (int i = 0; i < m.n_lim; i++) {
+        lkv_read_probe_destroy(m.lim[i].probe);
         lkv_threadpool_free(m.lim[i].tp);
+    }
     return failures ? 1 : 0;
 }

@@ -321,6 +321,25 @@ int lkv_convert_from_f32(lkv_dtype t, void *dst, const float *src, size_t n);
 int lkv_measure_read_bandwidth(size_t bytes, double min_seconds, lkv_threadpool *tp,
                                double *gbps);
 
+/* A read probe: DRAM read bandwidth measured step by step, so that a benchmark
+ * can interleave its own repetitions with reads of the same size and compare
+ * the two under the same conditions (on a shared machine the bandwidth left
+ * to one program moves by 2x within seconds). create allocates a working set
+ * of `bytes` (split into one slice per thread of tp, NULL = the calling
+ * thread; choose it much larger than the last-level cache) and touches it
+ * from the threads that will read it. Each step streams the next `bytes`
+ * bytes of the working set (wrapping around; every thread its share of its
+ * slice) and returns the wall time in *seconds; bytes / seconds is the
+ * bandwidth of that step. A step reads lines no earlier step read recently
+ * as long as the working set is much larger than the last-level cache.
+ * create returns LKV_OK, LKV_ERR_INVALID (4096 * threads <= bytes <= 2^40)
+ * or LKV_ERR_NOMEM; step returns LKV_OK or LKV_ERR_INVALID (64 * threads <=
+ * bytes <= the working set). Not thread-safe with other runs on the pool. */
+typedef struct lkv_read_probe lkv_read_probe;
+int lkv_read_probe_create(size_t bytes, lkv_threadpool *tp, lkv_read_probe **out);
+int lkv_read_probe_step(lkv_read_probe *p, size_t bytes, double *seconds);
+void lkv_read_probe_destroy(lkv_read_probe *p);
+
 /* Peak f32 multiply-add throughput: every thread runs independent FMA chains on
  * registers (no memory traffic). Counts 2 flops per vector lane per FMA;
  * *gflops receives 1e9 flops per second over all threads.

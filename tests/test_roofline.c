@@ -105,6 +105,29 @@ static void test_measure(void) {
     CHECK_OK(lkv_measure_fma_peak(0.02, tp, &v));
     CHECK(isfinite(v) && v > 0, "fma peak, 2 threads %g", v);
 
+    /* the read probe: steps of several sizes, wrapping around its working set */
+    lkv_read_probe *pr = NULL;
+    CHECK_OK(lkv_read_probe_create((size_t)1 << 20, tp, &pr));
+    static const size_t steps[] = {(size_t)1 << 20, 4096 * 3 + 64, (size_t)700 << 10, 128};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        double sec = -1.0;
+        CHECK_OK(lkv_read_probe_step(pr, steps[i], &sec));
+        CHECK(isfinite(sec) && sec > 0, "probe step of %zu bytes: %g s", steps[i], sec);
+    }
+    double sec = -1.0;
+    CHECK(lkv_read_probe_step(pr, ((size_t)1 << 20) + 4096, &sec) == LKV_ERR_INVALID,
+          "probe step larger than the working set");
+    CHECK(sec == 0.0, "probe seconds zeroed on failure");
+    CHECK(lkv_read_probe_step(pr, 64, &sec) == LKV_ERR_INVALID, "probe step < 64 B per thread");
+    CHECK(lkv_read_probe_step(pr, 4096, NULL) == LKV_ERR_INVALID, "probe NULL seconds");
+    CHECK(lkv_read_probe_step(NULL, 4096, &sec) == LKV_ERR_INVALID, "probe NULL");
+    lkv_read_probe_destroy(pr);
+    lkv_read_probe_destroy(NULL);
+    pr = (lkv_read_probe *)&v;
+    CHECK(lkv_read_probe_create(4096, tp, &pr) == LKV_ERR_INVALID && pr == NULL,
+          "probe < 4096 bytes per thread");
+    CHECK(lkv_read_probe_create(1 << 20, tp, NULL) == LKV_ERR_INVALID, "probe NULL out");
+
     /* bad arguments */
     CHECK(lkv_measure_read_bandwidth(1 << 20, 0.01, NULL, NULL) == LKV_ERR_INVALID, "NULL out");
     CHECK(lkv_measure_read_bandwidth(0, 0.01, NULL, &v) == LKV_ERR_INVALID, "0 bytes");

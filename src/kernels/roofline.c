@@ -16,14 +16,16 @@
 #define DEFAULT_SECONDS 0.2
 #define MIN_REPS 3
 #define MAX_BYTES ((size_t)1 << 40)
-/* Bytes each thread reads per repetition, at least: short repetitions would
- * measure the pool's wake-up instead of the memory system. */
+/* Bytes each thread reads per repetition of a cache-resident set, at least
+ * (by passing over it several times): short repetitions would measure the
+ * pool's wake-up instead of the memory system. */
 #define READ_BYTES_PER_REP ((size_t)64 << 20)
 /* Larger working sets are read this much per thread and repetition, moving on
  * through the slice: repetitions stay short (below a millisecond from DRAM),
  * so that on a busy machine some of them run undisturbed, as the kernels'
  * own best-of timings do; the slice is still read in full every few
- * repetitions, so a chunk is long gone from the caches when it comes back. */
+ * repetitions, so a chunk is long gone from the caches when it comes back.
+ * Each chunk is read once per repetition (16 MiB: ~0.3 ms at 50 GB/s). */
 #define READ_CHUNK_BYTES ((size_t)16 << 20)
 /* Wall time of one FMA repetition, at least. */
 #define FMA_SECONDS_PER_REP 0.001
@@ -93,7 +95,10 @@ int lkv_measure_read_bandwidth(size_t bytes, double min_seconds, lkv_threadpool 
     j.slice = (bytes / sizeof(float) / (size_t)n) & ~(size_t)15;
     j.chunk = j.slice < READ_CHUNK_BYTES / sizeof(float) ? j.slice : READ_CHUNK_BYTES / sizeof(float);
     size_t slice_bytes = j.slice * sizeof(float), chunk_bytes = j.chunk * sizeof(float);
-    if (chunk_bytes < READ_BYTES_PER_REP)
+    /* Several passes only over a slice read whole (a cache-resident set): a
+     * chunk of a larger slice read twice in one repetition would come from
+     * the L3 the second time, and a DRAM figure would include cache hits. */
+    if (j.chunk == j.slice && chunk_bytes < READ_BYTES_PER_REP)
         j.passes = (int)((READ_BYTES_PER_REP + chunk_bytes - 1) / chunk_bytes);
     j.buf = lkv_malloc(slice_bytes * (size_t)n);
     j.out = lkv_calloc((size_t)n * SLOT, sizeof(double));
@@ -119,6 +124,82 @@ int lkv_measure_read_bandwidth(size_t bytes, double min_seconds, lkv_threadpool 
     lkv_free(j.buf);
     lkv_free(j.out);
     return LKV_OK;
+}
+
+/* ------------------------------------------------------------ read probe */
+
+struct lkv_read_probe {
+    lkv_read_sum_fn sum;
+    lkv_threadpool *tp;
+    int n;              /* threads */
+    float *buf;         /* [n][slice] */
+    size_t slice;       /* floats per thread, a multiple of 16 */
+    size_t pos, len;    /* this step: each thread reads [pos, pos + len) of its slice, wrapping */
+    double *out;        /* [n * SLOT] sums, so the loads are not dead */
+};
+
+static void probe_task(void *arg, int task, int thread) {
+    (void)task;
+    lkv_read_probe *p = arg;
+    const float *x = p->buf + (size_t)thread * p->slice;
+    size_t first = p->slice - p->pos < p->len ? p->slice - p->pos : p->len;
+    double s = p->sum(x + p->pos, first);
+    if (first < p->len)
+        s += p->sum(x, p->len - first);
+    p->out[(size_t)thread * SLOT] += s;
+}
+
+int lkv_read_probe_create(size_t bytes, lkv_threadpool *tp, lkv_read_probe **out) {
+    if (!out)
+        LKV_FAIL(LKV_ERR_INVALID, "read_probe_create: out is NULL");
+    *out = NULL;
+    int n = lkv_threadpool_size(tp);
+    if (bytes < (size_t)4096 * (size_t)n || bytes > MAX_BYTES)
+        LKV_FAIL(LKV_ERR_INVALID, "read_probe_create: bytes=%zu not in [4096 * %d threads, 2^40]",
+                 bytes, n);
+    lkv_read_probe *p = lkv_calloc(1, sizeof *p);
+    if (!p)
+        LKV_FAIL(LKV_ERR_NOMEM, "read_probe_create: out of memory");
+    lkv_kernel_table t;
+    lkv_kernels_build(&t, lkv_cpu_isa());
+    p->sum = t.read_sum;
+    p->tp = tp;
+    p->n = n;
+    p->slice = (bytes / sizeof(float) / (size_t)n) & ~(size_t)15;
+    p->buf = lkv_malloc(p->slice * sizeof(float) * (size_t)n);
+    p->out = lkv_calloc((size_t)n * SLOT, sizeof(double));
+    if (!p->buf || !p->out) {
+        lkv_read_probe_destroy(p);
+        LKV_FAIL(LKV_ERR_NOMEM, "read_probe_create: cannot allocate %zu bytes", bytes);
+    }
+    read_job fill = {p->sum, p->buf, p->slice, 0, 0, 1, p->out};
+    lkv_threadpool_run(tp, n, fill_task, &fill); /* first touch by the reading thread */
+    *out = p;
+    return LKV_OK;
+}
+
+int lkv_read_probe_step(lkv_read_probe *p, size_t bytes, double *seconds) {
+    if (!p || !seconds)
+        LKV_FAIL(LKV_ERR_INVALID, "read_probe_step: NULL argument");
+    *seconds = 0.0;
+    size_t len = (bytes / sizeof(float) / (size_t)p->n) & ~(size_t)15;
+    if (len == 0 || len > p->slice)
+        LKV_FAIL(LKV_ERR_INVALID, "read_probe_step: bytes=%zu not in [64 * %d threads, %zu]",
+                 bytes, p->n, p->slice * sizeof(float) * (size_t)p->n);
+    p->len = len;
+    double t0 = now_seconds();
+    lkv_threadpool_run(p->tp, p->n, probe_task, p);
+    *seconds = now_seconds() - t0;
+    p->pos = (p->pos + len) % p->slice; /* move on: the next step reads fresh lines */
+    return LKV_OK;
+}
+
+void lkv_read_probe_destroy(lkv_read_probe *p) {
+    if (!p)
+        return;
+    lkv_free(p->buf);
+    lkv_free(p->out);
+    lkv_free(p);
 }
 
 /* ------------------------------------------------------------- FMA peak */

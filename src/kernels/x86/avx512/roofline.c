@@ -4,7 +4,11 @@
 #include "kernels/kernels.h"
 
 /* Eight accumulators, 128 floats (512 bytes) per round; the tail (< 16 floats)
- * uses one masked load. */
+ * uses one masked load. A software prefetch 4 KiB ahead adds ~15% from DRAM
+ * on one core (measured: 38-39 -> 44-45 GB/s): the ceiling should be what a
+ * kernel can reach, and the attention kernels prefetch too. A prefetch past
+ * the end of the buffer never faults. */
+#define READ_PREFETCH_BYTES 4096
 double lkv_read_sum_avx512(const float *x, size_t n) {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
@@ -12,6 +16,14 @@ double lkv_read_sum_avx512(const float *x, size_t n) {
     __m512 s6 = _mm512_setzero_ps(), s7 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 128 <= n; i += 128) {
+        _mm_prefetch((const char *)(x + i) + READ_PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + READ_PREFETCH_BYTES + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + READ_PREFETCH_BYTES + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + READ_PREFETCH_BYTES + 192, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + READ_PREFETCH_BYTES + 256, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + READ_PREFETCH_BYTES + 320, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + READ_PREFETCH_BYTES + 384, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + READ_PREFETCH_BYTES + 448, _MM_HINT_T0);
         s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
         s1 = _mm512_add_ps(s1, _mm512_loadu_ps(x + i + 16));
         s2 = _mm512_add_ps(s2, _mm512_loadu_ps(x + i + 32));
