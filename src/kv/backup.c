@@ -57,6 +57,7 @@ int lkv_seq_offload(lkv_seq *s, int layer, int head, int page) {
     if (pg->backup)
         return LKV_OK;
     lkv_cache *c = s->c;
+    kv_page_digest_fresh(c, pg); /* the keys leave the pool; the digest stays */
     const kv_layout *L = kv_page_layout(c, pg);
     size_t kb = L->bytes[KV_ROLE_K], vb = L->bytes[KV_ROLE_V];
     uint8_t *blk = lkv_malloc(kb + vb);

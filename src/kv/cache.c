@@ -384,7 +384,7 @@ float *kv_page_kmax(const lkv_cache *c, const kv_page *pg) {
     return off ? (float *)((uint8_t *)pg + off) : NULL;
 }
 
-void kv_page_get_digest(const lkv_cache *c, const kv_page *pg, float *kmin, float *kmax) {
+void kv_page_get_digest(const lkv_cache *c, kv_page *pg, float *kmin, float *kmax) {
     const int d = c->p.head_dim;
     const kv_format *f = kv_format_get(pg->format);
     if (f->digest) { /* k_aux lives in the meta extent: valid while offloaded too */
@@ -392,13 +392,20 @@ void kv_page_get_digest(const lkv_cache *c, const kv_page *pg, float *kmin, floa
         f->digest(&a, c->p.page_tokens, d, kmin, kmax);
         return;
     }
+    kv_page_digest_fresh(c, pg);
     memcpy(kmin, kv_page_kmin(c, pg), (size_t)d * sizeof(float));
     memcpy(kmax, kv_page_kmax(c, pg), (size_t)d * sizeof(float));
+}
+
+void kv_page_digest_fresh(const lkv_cache *c, kv_page *pg) {
+    if (pg->flags & KV_PAGE_DIGEST_STALE)
+        kv_page_digest(c, pg, pg->fill);
 }
 
 void kv_page_digest(const lkv_cache *c, kv_page *pg, int n) {
     int d = c->p.head_dim;
     float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
+    pg->flags &= (int16_t)~KV_PAGE_DIGEST_STALE;
     if (!mn)
         return; /* derived from the aux arrays (kv_format.digest) */
     for (int i = 0; i < d; i++) {

@@ -76,6 +76,8 @@ enum { KV_ROLE_META = 0, KV_ROLE_K = 1, KV_ROLE_V = 2, KV_ROLES = 3 };
 enum {
     KV_PAGE_POS_BASE = 1, /* no positions array: slot t holds position pos0 + t (the page
                            * was made for consecutive positions; kv_format.compact_pos) */
+    KV_PAGE_DIGEST_STALE = 2, /* the stored key digest is out of date (a compaction moved
+                               * slots): recomputed when read (kv_page_digest_fresh) */
 };
 
 typedef struct kv_page {
@@ -258,7 +260,9 @@ int kv_pos_consecutive(const int32_t *pos, int n);
 float *kv_page_kmin(const lkv_cache *c, const kv_page *pg);
 float *kv_page_kmax(const lkv_cache *c, const kv_page *pg);
 /* The key digest into kmin, kmax [d], stored or derived. */
-void kv_page_get_digest(const lkv_cache *c, const kv_page *pg, float *kmin, float *kmax);
+void kv_page_get_digest(const lkv_cache *c, kv_page *pg, float *kmin, float *kmax);
+/* Recomputes a stale stored digest (KV_PAGE_DIGEST_STALE) from slots [0, fill). */
+void kv_page_digest_fresh(const lkv_cache *c, kv_page *pg);
 /* Recomputes the key digest from slots [0, n) (stored values); no-op when derived. */
 void kv_page_digest(const lkv_cache *c, kv_page *pg, int n);
 /* Copies slots [src0, src0+n) of src to [dst0, dst0+n) of dst (same format),

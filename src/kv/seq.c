@@ -166,8 +166,8 @@ static int32_t list_last_pos(const lkv_cache *c, const kv_list *l, int *has) {
 static void digest_add(const lkv_cache *c, kv_page *pg, int slot0, int n) {
     int d = c->p.head_dim;
     float *mn = kv_page_kmin(c, pg), *mx = kv_page_kmax(c, pg);
-    if (!mn)
-        return; /* derived (kv_format.digest) */
+    if (!mn || (pg->flags & KV_PAGE_DIGEST_STALE))
+        return; /* derived (kv_format.digest), or recomputed whole when read */
     const kv_format *f = kv_format_get(pg->format);
     kv_page_ptrs a = kv_page_arrays(c, pg);
     float row[256];
@@ -385,6 +385,7 @@ int lkv_seq_page_info(const lkv_seq *s, int layer, int head, int page, lkv_page_
         kv_page_get_pos(s->c, r->page, 0, r->n, s->pos_tmp);
         out->pos = s->pos_tmp;
     }
+    kv_page_digest_fresh(s->c, r->page);
     out->key_min = kv_page_kmin(s->c, r->page);
     out->key_max = kv_page_kmax(s->c, r->page);
     if (!out->key_min) { /* derived digest (KIVI): into the sequence's scratch */
@@ -562,7 +563,10 @@ int lkv_seq_keep(lkv_seq *s, int layer, int head, const int *slots, int n) {
         if (pg->flags & KV_PAGE_POS_BASE)
             pg->pos0 = first_pos[dp - dp0];
         pg->fill = cnt;
-        kv_page_digest(c, pg, cnt);
+        /* recomputed when read (Quest, ArkVale, page info): a decode-time
+         * eviction rewrites half the list per step, and recomputing every
+         * digest then measured as the main cost of H2O and TOVA decoding */
+        pg->flags |= KV_PAGE_DIGEST_STALE;
         l->refs[dp].page = pg;
         l->refs[dp].n = cnt;
     }
