@@ -1113,7 +1113,9 @@ int bench_attn(int argc, char **argv) {
     fflush(stdout);
     if (over)
         fprintf(stderr, "longkv bench attn: %d case(s) ran faster than their measured limit: the "
-                        "machine was busy while the limits were measured; rerun when it is quiet\n",
+                        "machine was busy while the limits were measured (rerun when it is "
+                        "quiet), or a kernel streaming K and V with prefetches outran the "
+                        "one-stream read that measures DRAM\n",
                 over);
     free(m.results);
     for (int i = 0; i < m.n_lim; i++) {
