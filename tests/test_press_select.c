@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "press/evict.h"
+#include "press/topk.h"
 #include "testutil.h"
 
 enum { HK = 2, H = 6, D = 32, PAGE = 16 };
@@ -106,9 +107,49 @@ static void run(lkv_dtype dt, lkv_rng *r) {
     lkv_cache_free(c);
 }
 
+typedef struct item {
+    float score;
+    int index;
+} item;
+
+static int item_desc(const void *a, const void *b) { /* a strict total order */
+    const item *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return x->index - y->index;
+}
+
+static int int_cmp(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+/* The top-k set of lkv_press_top_k equals the first k of a full sort, on
+ * random arrays with and without ties, every k from 0 to n. */
+static void top_k_vs_sort(lkv_rng *r) {
+    item a[300], b[300];
+    int ia[300], ib[300], bad = 0, cases = 0;
+    for (int n = 0; n <= 300; n += 1 + n / 8)
+        for (int ties = 0; ties < 2; ties++)
+            for (int k = 0; k <= n; k += 1 + n / 16) {
+                for (int i = 0; i < n; i++)
+                    a[i] = (item){ties ? (float)lkv_rng_below(r, 4) : (float)lkv_rng_uniform(r), i};
+                memcpy(b, a, sizeof(item) * (size_t)n);
+                qsort(b, (size_t)n, sizeof *b, item_desc);
+                lkv_press_top_k(a, n, sizeof *a, item_desc, k);
+                for (int i = 0; i < k; i++) {
+                    ia[i] = a[i].index;
+                    ib[i] = b[i].index;
+                }
+                qsort(ia, (size_t)k, sizeof *ia, int_cmp);
+                qsort(ib, (size_t)k, sizeof *ib, int_cmp);
+                bad += memcmp(ia, ib, sizeof(int) * (size_t)k) != 0;
+                cases++;
+            }
+    CHECK(bad == 0, "top-k differs from a sort in %d of %d cases", bad, cases);
+}
+
 int main(void) {
     lkv_rng r;
     lkv_rng_seed(&r, lkv_test_seed());
+    top_k_vs_sort(&r);
     run(LKV_DTYPE_F32, &r);
     run(LKV_DTYPE_F16, &r);
     run(LKV_DTYPE_BF16, &r);

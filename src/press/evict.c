@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 #include "common/error.h"
 #include "press/evict.h"
+#include "press/topk.h"
 
 lkv_evict_kind lkv_evict_kind_of(const char *name) {
     static const struct { const char *name; lkv_evict_kind kind; } table[] = {
@@ -80,42 +81,6 @@ static int by_score_desc(const void *a, const void *b) {
     return x->slot - y->slot; /* ties: earlier slot first (deterministic) */
 }
 
-static void swap_scored(scored *a, scored *b) {
-    scored t = *a;
-    *a = *b;
-    *b = t;
-}
-
-/* Reorders t[0..m) so that its first k entries are the k first in by_score_desc
- * order (in any order among themselves): quickselect (Lomuto partition around
- * a median-of-three pivot), O(m) on average. Only the set matters to choose(),
- * and under a strict total order (ties broken by slot) it is the set a full
- * sort gives; a sort per decode step (H2O and TOVA evict one token per step)
- * cost ~10 ms per token at a 2k budget. */
-static void select_top(scored *t, int m, int k) {
-    int lo = 0, hi = m - 1;
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2; /* median of t[lo], t[mid], t[hi] to t[hi] */
-        if (by_score_desc(&t[mid], &t[lo]) < 0)
-            swap_scored(&t[mid], &t[lo]);
-        if (by_score_desc(&t[hi], &t[lo]) < 0)
-            swap_scored(&t[hi], &t[lo]);
-        if (by_score_desc(&t[mid], &t[hi]) < 0)
-            swap_scored(&t[mid], &t[hi]);
-        int store = lo; /* [lo, store) come before the pivot t[hi] */
-        for (int i = lo; i < hi; i++)
-            if (by_score_desc(&t[i], &t[hi]) < 0)
-                swap_scored(&t[i], &t[store++]);
-        swap_scored(&t[store], &t[hi]); /* the pivot, at its sorted place */
-        if (store == k || store == k - 1)
-            return;
-        if (store > k)
-            hi = store - 1;
-        else
-            lo = store + 1;
-    }
-}
-
 /* Keeps, of one list with n slots: every slot with must[i] != 0, plus the k
  * highest-scoring others among slots [0, n_cand). Writes ascending slots to
  * keep[] and returns their count. */
@@ -128,7 +93,7 @@ static int choose(const float *score, const unsigned char *must, int n, int n_ca
     if (k > m)
         k = m;
     if (k < m)
-        select_top(tmp, m, k);
+        lkv_press_top_k(tmp, m, sizeof *tmp, by_score_desc, k);
     memcpy(mark, must, (size_t)n);
     for (int i = 0; i < k; i++)
         mark[tmp[i].slot] = 1;

@@ -16,6 +16,7 @@
 #include "common/alloc.h"
 #include "common/error.h"
 #include "press/evict.h"
+#include "press/topk.h"
 
 float lkv_quest_bound(const float *q, const float *kmin, const float *kmax, int d) {
     float u = 0.0f;
@@ -121,7 +122,7 @@ int lkv_press_select(lkv_press_state *st, lkv_seq *seq, int layer, const float *
         }
         /* the newest page (the current token's) is always attended */
         ps[np - 1].u = INFINITY;
-        qsort(ps, (size_t)np, sizeof *ps, by_bound_desc);
+        lkv_press_top_k(ps, np, sizeof *ps, by_bound_desc, k); /* the k pages, unordered */
         int *out = sel + h * sel_stride;
         for (int i = 0; i < k; i++)
             out[i] = ps[i].page;
