@@ -17,17 +17,7 @@ static lkv_rng rng;
 static int irand(int n) { return (int)lkv_rng_below(&rng, (uint64_t)n); }
 
 static lkv_cache *make_cache(int L, int Hk, int d, int pt, lkv_dtype t, size_t budget) {
-    lkv_cache_params cp = lkv_cache_default_params();
-    cp.n_layers = L;
-    cp.kv_heads = Hk;
-    cp.head_dim = d;
-    cp.page_tokens = pt;
-    cp.dtype = t;
-    cp.budget_bytes = budget;
-    cp.model_id = 0xC0FFEE;
-    lkv_cache *c = NULL;
-    CHECK_OK(lkv_cache_create(&cp, &c));
-    return c;
+    return lkv_test_cache(L, Hk, d, pt, t, budget, 0xC0FFEE);
 }
 
 /* Appends n tokens to every head of `layer` (and the shadows lists[0..Hk)). */

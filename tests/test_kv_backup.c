@@ -16,16 +16,7 @@
 enum { L = 2, HK = 2, H = 4, D = 64, PT = 32, N = 300 };
 
 static lkv_cache *make_cache(size_t budget) {
-    lkv_cache_params cp = lkv_cache_default_params();
-    cp.n_layers = L;
-    cp.kv_heads = HK;
-    cp.head_dim = D;
-    cp.page_tokens = PT;
-    cp.dtype = LKV_DTYPE_F16;
-    cp.budget_bytes = budget;
-    lkv_cache *c = NULL;
-    CHECK_OK(lkv_cache_create(&cp, &c));
-    return c;
+    return lkv_test_cache(L, HK, D, PT, LKV_DTYPE_F16, budget, 0);
 }
 
 static lkv_cache_stats stats(const lkv_cache *c) {

@@ -37,16 +37,7 @@ static void rope_f(float *out, const float *x, int d, double pos) {
 }
 
 static lkv_cache *make_cache(int Hk, int d, int pt, lkv_dtype t) {
-    lkv_cache_params cp = lkv_cache_default_params();
-    cp.n_layers = 1;
-    cp.kv_heads = Hk;
-    cp.head_dim = d;
-    cp.page_tokens = pt;
-    cp.dtype = t;
-    cp.budget_bytes = (size_t)64 << 20;
-    lkv_cache *c = NULL;
-    CHECK_OK(lkv_cache_create(&cp, &c));
-    return c;
+    return lkv_test_cache(1, Hk, d, pt, t, (size_t)64 << 20, 0);
 }
 
 typedef struct cfg {

@@ -271,16 +271,7 @@ static void test_fused(lkv_threadpool *tp) {
 /* ------------------------------------------------------------ the cache */
 
 static lkv_cache *make_cache(int d, int Hk, int pt, lkv_dtype dt) {
-    lkv_cache_params cp = lkv_cache_default_params();
-    cp.n_layers = 2;
-    cp.kv_heads = Hk;
-    cp.head_dim = d;
-    cp.page_tokens = pt;
-    cp.dtype = dt;
-    cp.budget_bytes = (size_t)256 << 20;
-    lkv_cache *c = NULL;
-    CHECK_OK(lkv_cache_create(&cp, &c));
-    return c;
+    return lkv_test_cache(2, Hk, d, pt, dt, (size_t)256 << 20, 0);
 }
 
 static void fill_seq(lkv_seq *s, int n, int d, int Hk) {

@@ -25,13 +25,7 @@ static int quick;
 
 static lkv_cache *make_cache(int L, int Hk, int d, int pt, lkv_dtype t, size_t budget,
                              uint64_t model) {
-    lkv_cache_params cp = lkv_cache_default_params();
-    cp.n_layers = L, cp.kv_heads = Hk, cp.head_dim = d, cp.page_tokens = pt, cp.dtype = t;
-    cp.budget_bytes = budget;
-    cp.model_id = model;
-    lkv_cache *c = NULL;
-    CHECK_OK(lkv_cache_create(&cp, &c));
-    return c;
+    return lkv_test_cache(L, Hk, d, pt, t, budget, model);
 }
 
 /* A sequence with n tokens per list, heads of different lengths. */

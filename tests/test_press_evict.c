@@ -19,14 +19,7 @@ typedef struct fixture {
 } fixture;
 
 static void setup(fixture *f, lkv_rng *r, int hot_slot) {
-    lkv_cache_params cp = lkv_cache_default_params();
-    cp.n_layers = L;
-    cp.kv_heads = HK;
-    cp.head_dim = D;
-    cp.page_tokens = PAGE;
-    cp.dtype = LKV_DTYPE_F32;
-    cp.budget_bytes = 64u << 20;
-    CHECK_OK(lkv_cache_create(&cp, &f->cache));
+    f->cache = lkv_test_cache(L, HK, D, PAGE, LKV_DTYPE_F32, 64u << 20, 0);
     CHECK_OK(lkv_seq_create(f->cache, &f->seq));
     lkv_test_fill_normal(r, f->u, D, 1.0f);
     float *k = malloc(sizeof(float) * N * HK * D), *v = malloc(sizeof(float) * N * HK * D);

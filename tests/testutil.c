@@ -46,6 +46,21 @@ lkv_threadpool *lkv_test_threadpool(void) {
     return tp;
 }
 
+lkv_cache *lkv_test_cache(int n_layers, int kv_heads, int head_dim, int page_tokens,
+                          lkv_dtype dtype, size_t budget_bytes, uint64_t model_id) {
+    lkv_cache_params cp = lkv_cache_default_params();
+    cp.n_layers = n_layers;
+    cp.kv_heads = kv_heads;
+    cp.head_dim = head_dim;
+    cp.page_tokens = page_tokens;
+    cp.dtype = dtype;
+    cp.budget_bytes = budget_bytes;
+    cp.model_id = model_id;
+    lkv_cache *c = NULL;
+    CHECK_OK(lkv_cache_create(&cp, &c));
+    return c;
+}
+
 int lkv_test_finish(const char *name) {
     printf("%s: %d passed, %d failed\n", name, lkv_test_passed, lkv_test_failed);
     return lkv_test_failed ? 1 : 0;

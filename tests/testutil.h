@@ -46,6 +46,11 @@ double lkv_test_max_abs_err(const float *a, const float *b, size_t n);
  * LONGKV_TEST_THREADS=N > 1 asks for N threads. A failed create is a failure. */
 lkv_threadpool *lkv_test_threadpool(void);
 
+/* A cache with the default parameters but these; a failed create is a
+ * failure (and returns NULL). */
+lkv_cache *lkv_test_cache(int n_layers, int kv_heads, int head_dim, int page_tokens,
+                          lkv_dtype dtype, size_t budget_bytes, uint64_t model_id);
+
 /* Prints "N passed, N failed" and returns the exit code for main. */
 int lkv_test_finish(const char *name);
 
