@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <string.h>
 #include <time.h>
 
 #define DEFAULT_SECONDS 0.2
@@ -48,13 +49,18 @@ static int check_seconds(const char *fn, double *min_seconds) {
 
 /* ------------------------------------------------------- read bandwidth */
 
+/* A working set of one slice per thread, and what the next repetition reads:
+ * [pos, pos + chunk) of every slice (wrapping at the slice's end), passes
+ * times. Shared by lkv_measure_read_bandwidth and the read probe. */
 typedef struct read_job {
     lkv_read_sum_fn sum;
-    float *buf;            /* [n_threads][slice] */
+    lkv_threadpool *tp;
+    int n;                 /* threads */
+    float *buf;            /* [n][slice] */
     size_t slice;          /* floats per thread, a multiple of 16 */
     size_t chunk, pos;     /* each repetition reads [pos, pos + chunk) of the slice */
     int passes;            /* passes over the chunk per repetition */
-    double *out;           /* [n_threads * SLOT] sums, so the loads are not dead */
+    double *out;           /* [n * SLOT] sums, so the loads are not dead */
 } read_job;
 
 /* Task = one thread's share. The slice is chosen by the thread, not the task,
@@ -62,10 +68,14 @@ typedef struct read_job {
 static void read_task(void *arg, int task, int thread) {
     (void)task;
     read_job *j = arg;
-    const float *x = j->buf + (size_t)thread * j->slice + j->pos;
+    const float *x = j->buf + (size_t)thread * j->slice;
+    size_t first = j->slice - j->pos < j->chunk ? j->slice - j->pos : j->chunk;
     double s = 0.0;
-    for (int p = 0; p < j->passes; p++)
-        s += j->sum(x, j->chunk);
+    for (int p = 0; p < j->passes; p++) {
+        s += j->sum(x + j->pos, first);
+        if (first < j->chunk)
+            s += j->sum(x, j->chunk - first);
+    }
     j->out[(size_t)thread * SLOT] += s;
 }
 
@@ -78,102 +88,87 @@ static void fill_task(void *arg, int task, int thread) {
         x[i] = (float)(i & 255) * (1.0f / 256.0f);
 }
 
+static void read_set_free(read_job *j) {
+    lkv_free(j->buf);
+    lkv_free(j->out);
+}
+
+/* Checks `bytes`, allocates the working set on the best read kernel and
+ * touches it from its readers; chunk = slice, one pass, pos 0. fn names the
+ * caller in error messages. */
+static int read_set_init(const char *fn, size_t bytes, lkv_threadpool *tp, read_job *j) {
+    memset(j, 0, sizeof *j);
+    int n = lkv_threadpool_size(tp);
+    if (bytes < (size_t)4096 * (size_t)n || bytes > MAX_BYTES)
+        LKV_FAIL(LKV_ERR_INVALID, "%s: bytes=%zu not in [4096 * %d threads, 2^40]", fn, bytes, n);
+    lkv_kernel_table t;
+    lkv_kernels_build(&t, lkv_cpu_isa());
+    j->sum = t.read_sum;
+    j->tp = tp;
+    j->n = n;
+    j->slice = j->chunk = (bytes / sizeof(float) / (size_t)n) & ~(size_t)15;
+    j->passes = 1;
+    j->buf = lkv_malloc(j->slice * sizeof(float) * (size_t)n);
+    j->out = lkv_calloc((size_t)n * SLOT, sizeof(double));
+    if (!j->buf || !j->out) {
+        read_set_free(j);
+        LKV_FAIL(LKV_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, bytes);
+    }
+    lkv_threadpool_run(tp, n, fill_task, j);
+    return LKV_OK;
+}
+
 int lkv_measure_read_bandwidth(size_t bytes, double min_seconds, lkv_threadpool *tp,
                                double *gbps) {
     if (!gbps)
         LKV_FAIL(LKV_ERR_INVALID, "measure_read_bandwidth: gbps is NULL");
     *gbps = 0.0;
     LKV_TRY(check_seconds("measure_read_bandwidth", &min_seconds));
-    int n = lkv_threadpool_size(tp);
-    if (bytes < (size_t)4096 * (size_t)n || bytes > MAX_BYTES)
-        LKV_FAIL(LKV_ERR_INVALID,
-                 "measure_read_bandwidth: bytes=%zu not in [4096 * %d threads, 2^40]", bytes, n);
-
-    lkv_kernel_table t;
-    lkv_kernels_build(&t, lkv_cpu_isa());
-    read_job j = {t.read_sum, NULL, 0, 0, 0, 1, NULL};
-    j.slice = (bytes / sizeof(float) / (size_t)n) & ~(size_t)15;
-    j.chunk = j.slice < READ_CHUNK_BYTES / sizeof(float) ? j.slice : READ_CHUNK_BYTES / sizeof(float);
-    size_t slice_bytes = j.slice * sizeof(float), chunk_bytes = j.chunk * sizeof(float);
+    read_job j;
+    LKV_TRY(read_set_init("measure_read_bandwidth", bytes, tp, &j));
+    if (j.chunk > READ_CHUNK_BYTES / sizeof(float))
+        j.chunk = READ_CHUNK_BYTES / sizeof(float);
+    size_t chunk_bytes = j.chunk * sizeof(float);
     /* Several passes only over a slice read whole (a cache-resident set): a
      * chunk of a larger slice read twice in one repetition would come from
      * the L3 the second time, and a DRAM figure would include cache hits. */
     if (j.chunk == j.slice && chunk_bytes < READ_BYTES_PER_REP)
         j.passes = (int)((READ_BYTES_PER_REP + chunk_bytes - 1) / chunk_bytes);
-    j.buf = lkv_malloc(slice_bytes * (size_t)n);
-    j.out = lkv_calloc((size_t)n * SLOT, sizeof(double));
-    if (!j.buf || !j.out) {
-        lkv_free(j.buf);
-        lkv_free(j.out);
-        LKV_FAIL(LKV_ERR_NOMEM, "measure_read_bandwidth: cannot allocate %zu bytes", bytes);
-    }
-    lkv_threadpool_run(tp, n, fill_task, &j);
-    lkv_threadpool_run(tp, n, read_task, &j); /* warm-up */
+    lkv_threadpool_run(tp, j.n, read_task, &j); /* warm-up */
 
     double best = INFINITY, start = now_seconds(), t1 = start;
     for (int reps = 0; reps < MIN_REPS || t1 - start < min_seconds; reps++) {
         j.pos = j.pos + 2 * j.chunk <= j.slice ? j.pos + j.chunk : 0;
         double t0 = now_seconds();
-        lkv_threadpool_run(tp, n, read_task, &j);
+        lkv_threadpool_run(tp, j.n, read_task, &j);
         t1 = now_seconds();
         if (t1 - t0 < best)
             best = t1 - t0;
     }
-    double bytes_per_rep = (double)chunk_bytes * (double)n * (double)j.passes;
+    double bytes_per_rep = (double)chunk_bytes * (double)j.n * (double)j.passes;
     *gbps = bytes_per_rep / (best > 1e-9 ? best : 1e-9) * 1e-9;
-    lkv_free(j.buf);
-    lkv_free(j.out);
+    read_set_free(&j);
     return LKV_OK;
 }
 
 /* ------------------------------------------------------------ read probe */
 
 struct lkv_read_probe {
-    lkv_read_sum_fn sum;
-    lkv_threadpool *tp;
-    int n;              /* threads */
-    float *buf;         /* [n][slice] */
-    size_t slice;       /* floats per thread, a multiple of 16 */
-    size_t pos, len;    /* this step: each thread reads [pos, pos + len) of its slice, wrapping */
-    double *out;        /* [n * SLOT] sums, so the loads are not dead */
+    read_job j; /* each step: one pass over the next chunk, wrapping */
 };
-
-static void probe_task(void *arg, int task, int thread) {
-    (void)task;
-    lkv_read_probe *p = arg;
-    const float *x = p->buf + (size_t)thread * p->slice;
-    size_t first = p->slice - p->pos < p->len ? p->slice - p->pos : p->len;
-    double s = p->sum(x + p->pos, first);
-    if (first < p->len)
-        s += p->sum(x, p->len - first);
-    p->out[(size_t)thread * SLOT] += s;
-}
 
 int lkv_read_probe_create(size_t bytes, lkv_threadpool *tp, lkv_read_probe **out) {
     if (!out)
         LKV_FAIL(LKV_ERR_INVALID, "read_probe_create: out is NULL");
     *out = NULL;
-    int n = lkv_threadpool_size(tp);
-    if (bytes < (size_t)4096 * (size_t)n || bytes > MAX_BYTES)
-        LKV_FAIL(LKV_ERR_INVALID, "read_probe_create: bytes=%zu not in [4096 * %d threads, 2^40]",
-                 bytes, n);
     lkv_read_probe *p = lkv_calloc(1, sizeof *p);
     if (!p)
         LKV_FAIL(LKV_ERR_NOMEM, "read_probe_create: out of memory");
-    lkv_kernel_table t;
-    lkv_kernels_build(&t, lkv_cpu_isa());
-    p->sum = t.read_sum;
-    p->tp = tp;
-    p->n = n;
-    p->slice = (bytes / sizeof(float) / (size_t)n) & ~(size_t)15;
-    p->buf = lkv_malloc(p->slice * sizeof(float) * (size_t)n);
-    p->out = lkv_calloc((size_t)n * SLOT, sizeof(double));
-    if (!p->buf || !p->out) {
-        lkv_read_probe_destroy(p);
-        LKV_FAIL(LKV_ERR_NOMEM, "read_probe_create: cannot allocate %zu bytes", bytes);
+    int rc = read_set_init("read_probe_create", bytes, tp, &p->j);
+    if (rc < 0) {
+        lkv_free(p);
+        return rc;
     }
-    read_job fill = {p->sum, p->buf, p->slice, 0, 0, 1, p->out};
-    lkv_threadpool_run(tp, n, fill_task, &fill); /* first touch by the reading thread */
     *out = p;
     return LKV_OK;
 }
@@ -182,23 +177,23 @@ int lkv_read_probe_step(lkv_read_probe *p, size_t bytes, double *seconds) {
     if (!p || !seconds)
         LKV_FAIL(LKV_ERR_INVALID, "read_probe_step: NULL argument");
     *seconds = 0.0;
-    size_t len = (bytes / sizeof(float) / (size_t)p->n) & ~(size_t)15;
-    if (len == 0 || len > p->slice)
+    read_job *j = &p->j;
+    size_t len = (bytes / sizeof(float) / (size_t)j->n) & ~(size_t)15;
+    if (len == 0 || len > j->slice)
         LKV_FAIL(LKV_ERR_INVALID, "read_probe_step: bytes=%zu not in [64 * %d threads, %zu]",
-                 bytes, p->n, p->slice * sizeof(float) * (size_t)p->n);
-    p->len = len;
+                 bytes, j->n, j->slice * sizeof(float) * (size_t)j->n);
+    j->chunk = len;
     double t0 = now_seconds();
-    lkv_threadpool_run(p->tp, p->n, probe_task, p);
+    lkv_threadpool_run(j->tp, j->n, read_task, j);
     *seconds = now_seconds() - t0;
-    p->pos = (p->pos + len) % p->slice; /* move on: the next step reads fresh lines */
+    j->pos = (j->pos + len) % j->slice; /* move on: the next step reads fresh lines */
     return LKV_OK;
 }
 
 void lkv_read_probe_destroy(lkv_read_probe *p) {
     if (!p)
         return;
-    lkv_free(p->buf);
-    lkv_free(p->out);
+    read_set_free(&p->j);
     lkv_free(p);
 }
 
