@@ -83,6 +83,7 @@ typedef struct limits {
     double pass[2][LIM_COUNT]; /* read GB/s or GFLOP/s per measurement; 0 = failed */
     double dram, l3, l2, fma;  /* the higher of the two passes */
     lkv_read_probe *probe;     /* DRAM reads interleaved with the DRAM decode cases (lazy) */
+    int probe_failed;          /* its creation failed once: not retried for every case */
 } limits;
 
 typedef struct case_result case_result;
@@ -741,10 +742,12 @@ static int run_case(const options *o, machine *m, attn_case *c) {
                           : 2.0 * r.n_kv * r.kv_heads * r.head_dim * (double)lkv_dtype_size(r.dtype);
         r.regime = r.work > (double)m->l3_bytes ? "dram" : "cache";
         limits *L = limits_for(m, r.threads);
-        if (r.regime[0] == 'd' && !L->probe &&
-            lkv_read_probe_create(2 * m->dram_ws, L->tp, &L->probe) < 0)
+        if (r.regime[0] == 'd' && !L->probe && !L->probe_failed &&
+            lkv_read_probe_create(2 * m->dram_ws, L->tp, &L->probe) < 0) {
+            L->probe_failed = 1;
             fprintf(stderr, "longkv bench attn: no paired DRAM reads (%s); the run-wide limit "
                             "is used\n", lkv_last_error());
+        }
         if (r.regime[0] == 'd' && L->probe) {
             probe = L->probe; /* reads of the case's size, at most half the probe's set */
             probe_bytes = r.work < (double)m->dram_ws ? (size_t)r.work : m->dram_ws;
