@@ -248,7 +248,7 @@ static void usage(FILE *f) {
             "  --json              one JSON object per line (limits, then one per case)\n"
             "  --quick             a subset that runs in about 20 s: f16, n_kv 4k,32k,128k\n"
             "  --threads N[,N..]   thread counts to run the cases with (default: all CPUs)\n"
-            "  --isa ref|avx2|avx512  kernel level (default: the active one, see `longkv info`)\n"
+            "  --isa ref|avx2|avx512|avx512vnni  kernel level (default: the active one, see `longkv info`)\n"
             "  --dtype LIST        K/V types, from f32,f16,bf16,q8,kivi4,kivi2 (quantized: decode\n"
             "                      only, pages of 32 tokens; default: all; --quick: f16)\n"
             "  --ctx LIST          decode n_kv values, 'k' = 1024 (default: 4k,8k,16k,32k,64k,128k)\n"
@@ -336,7 +336,7 @@ static int parse_shape(const char *s, void *out, int i) {
 }
 
 static int parse_isa(const char *s) {
-    for (int i = LKV_ISA_REF; i <= LKV_ISA_AVX512; i++)
+    for (int i = LKV_ISA_REF; i <= LKV_ISA_AVX512VNNI; i++)
         if (!strcmp(s, lkv_isa_name((lkv_isa)i)))
             return i;
     return -1;

@@ -112,14 +112,16 @@ void lkv_threadpool_run(lkv_threadpool *tp, int n_tasks,
 typedef enum lkv_isa {
     LKV_ISA_REF = 0,    /* portable scalar C (the specification) */
     LKV_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
-    LKV_ISA_AVX512 = 2  /* AVX-512 F/BW/DQ/VL (+ BF16, VNNI where present) */
+    LKV_ISA_AVX512 = 2, /* AVX-512 F/BW/DQ/VL (+ BF16 where present) */
+    LKV_ISA_AVX512VNNI = 3 /* AVX-512 + VNNI (integer dot products: the
+                              quantized weight products) */
 } lkv_isa;
 
 /* Highest level the CPU and OS support (cpuid + XGETBV checks). */
 lkv_isa lkv_cpu_isa(void);
 
 /* Level the kernel table uses: the CPU's level, lowered by the environment
- * variable LONGKV_ISA=ref|avx2|avx512 (a request above what the CPU supports is
+ * variable LONGKV_ISA=ref|avx2|avx512|avx512vnni (a request above what the CPU supports is
  * clamped down and reported by lkv_kernels_describe). */
 lkv_isa lkv_active_isa(void);
 
@@ -127,7 +129,7 @@ lkv_isa lkv_active_isa(void);
  * benchmarks; not thread-safe with concurrent kernel calls. Returns the level set. */
 lkv_isa lkv_set_isa(lkv_isa isa);
 
-/* Name of a level: "ref", "avx2", "avx512". */
+/* Name of a level: "ref", "avx2", "avx512", "avx512vnni". */
 const char *lkv_isa_name(lkv_isa isa);
 
 /* Writes a one-line-per-op description of the active kernels into buf

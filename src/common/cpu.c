@@ -66,7 +66,7 @@ const lkv_cpu_features *lkv_cpu_features_get(void) {
 lkv_isa lkv_cpu_isa(void) {
     const lkv_cpu_features *f = lkv_cpu_features_get();
     if (f->avx512f && f->avx512bw && f->avx512dq && f->avx512vl && f->fma && f->f16c)
-        return LKV_ISA_AVX512;
+        return f->avx512_vnni ? LKV_ISA_AVX512VNNI : LKV_ISA_AVX512;
     if (f->avx2 && f->fma && f->f16c)
         return LKV_ISA_AVX2;
     return LKV_ISA_REF;
@@ -77,6 +77,7 @@ const char *lkv_isa_name(lkv_isa isa) {
     case LKV_ISA_REF: return "ref";
     case LKV_ISA_AVX2: return "avx2";
     case LKV_ISA_AVX512: return "avx512";
+    case LKV_ISA_AVX512VNNI: return "avx512vnni";
     }
     return "unknown";
 }

@@ -19,6 +19,8 @@ void lkv_kernels_build(lkv_kernel_table *t, lkv_isa level) {
         lkv_kernels_init_avx2(t);
     if (level >= LKV_ISA_AVX512)
         lkv_kernels_init_avx512(t);
+    if (level >= LKV_ISA_AVX512VNNI)
+        lkv_kernels_init_avx512vnni(t);
 }
 
 static lkv_isa level_from_env(void) {
@@ -33,8 +35,10 @@ static lkv_isa level_from_env(void) {
         want = LKV_ISA_AVX2;
     else if (!strcmp(e, "avx512"))
         want = LKV_ISA_AVX512;
+    else if (!strcmp(e, "avx512vnni"))
+        want = LKV_ISA_AVX512VNNI;
     else
-        fprintf(stderr, "longkv: ignoring unknown LONGKV_ISA=%s (use ref|avx2|avx512)\n", e);
+        fprintf(stderr, "longkv: ignoring unknown LONGKV_ISA=%s (use ref|avx2|avx512|avx512vnni)\n", e);
     return want < level ? want : level;
 }
 

@@ -2,7 +2,7 @@
  *
  * Order of filling (BLIS style): the reference kernels in ref/ first (they are
  * the specification), then whatever the AVX2 file provides, then AVX-512, up to
- * the active ISA level (CPU level, lowered by LONGKV_ISA=ref|avx2|avx512).
+ * the active ISA level (CPU level, lowered by LONGKV_ISA=ref|avx2|avx512|avx512vnni).
  * Each ISA lives in its own file compiled with its own flags; no #if ladders.
  */
 #ifndef LKV_KERNELS_H
@@ -148,10 +148,11 @@ const lkv_kernel_table *lkv_kernels(void);
 void lkv_kernels_init_ref(lkv_kernel_table *t);
 void lkv_kernels_init_avx2(lkv_kernel_table *t);
 void lkv_kernels_init_avx512(lkv_kernel_table *t);
+void lkv_kernels_init_avx512vnni(lkv_kernel_table *t); /* x86/avx512vnni/init.c */
 /* Weight-product fillers (called by the ref / avx2 / avx512 fillers above). */
 void lkv_kernels_init_quant_ref(lkv_kernel_table *t);
 void lkv_kernels_init_quant_avx2(lkv_kernel_table *t);
-void lkv_kernels_init_quant_avx512vnni(lkv_kernel_table *t); /* caller checks VNNI */
+void lkv_kernels_init_quant_avx512vnni(lkv_kernel_table *t);
 
 /* Builds a table for exactly this level (clamped to the CPU), e.g. for tests
  * that compare every ISA against the reference. */

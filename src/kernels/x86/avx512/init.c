@@ -1,6 +1,5 @@
 /* init.c -- registers the AVX-512 kernels in the table. */
 #include "kernels/kernels.h"
-#include "common/cpu.h"
 #include "kernels/x86/avx512/attn_decl.h"
 
 void lkv_kernels_init_avx512(lkv_kernel_table *t) {
@@ -19,6 +18,4 @@ void lkv_kernels_init_avx512(lkv_kernel_table *t) {
         t->attn_observe_isa[dt] = LKV_ISA_AVX512;
     }
     lkv_kernels_init_attn_quant_avx512(t); /* quantized K/V (attn_quant.c) */
-    if (lkv_cpu_features_get()->avx512_vnni) /* weight products (avx512vnni/quant_vnni.c) */
-        lkv_kernels_init_quant_avx512vnni(t);
 }

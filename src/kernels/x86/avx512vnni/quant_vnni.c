@@ -344,7 +344,7 @@ static void rows_q8_0(const void *w, size_t wrb, int64_t cols, int64_t r0, int64
 static void set(lkv_kernel_table *t, int type, lkv_qact_fn q, lkv_qmm_rows_fn r) {
     t->qmm[type].quantize = q;
     t->qmm[type].rows = r;
-    t->qmm[type].isa = LKV_ISA_AVX512;
+    t->qmm[type].isa = LKV_ISA_AVX512VNNI;
     t->qmm[type].variant = "avx512vnni";
 }
 

@@ -290,7 +290,7 @@ void lkv_kernels_init_quant_avx512vnni_k(lkv_kernel_table *t) {
     for (int i = 0; i < 2; i++) {
         t->qmm[types[i]].quantize = qact_k;
         t->qmm[types[i]].rows = fns[i];
-        t->qmm[types[i]].isa = LKV_ISA_AVX512;
+        t->qmm[types[i]].isa = LKV_ISA_AVX512VNNI;
         t->qmm[types[i]].variant = "avx512vnni";
     }
 }
