@@ -143,24 +143,33 @@ size_t lkv_kernels_describe(char *buf, size_t cap);
  *
  * Quantized dtypes (Q8, KIVI4, KIVI2) are accepted by lkv_attn_runs only (not
  * by the contiguous lkv_attn_prefill / lkv_attn_decode). Their runs pack K/V as
- * below; every scale and min is an IEEE half (uint16). A run may start at any
- * token of its page: the kernels only ever advance k, v (and the per-token aux
- * arrays) by whole rows. Dequantized value x' of code q:
+ * below; every scale and min is an IEEE half (uint16). Dequantized value x'
+ * of code q:
  *   Q8     k [n][d] int8, k_aux [n] scale per key row;    x' = scale * q
  *          v [n][d] int8, v_aux [n] scale per value row   (symmetric, q in -127..127)
+ *          A Q8 run may start at any token of its page.
  *   KIVIb  (b = 4 or 2 bits; asymmetric min-max, KIVI, Liu et al. 2024)
  *          keys quantized per channel over the run's key group (a whole page):
  *          k_aux [2][d]: scale[d] then min[d], shared by every token of the run
  *          (so a KIVI run never spans two pages);        x' = min_c + scale_c * q
  *          values per token over groups of 32 channels (the last group of a
- *          row may be shorter when d % 32 != 0):
- *          v_aux [n][ceil(d/32)][2]: (scale, min) per (token, group)
- *          k, v  [n][row_bytes] codes, row_bytes = 16 * ceil(d / (128/b)): a
- *          row is cut in blocks of 128/b channels (32 for 4-bit, 64 for
- *          2-bit), 16 bytes each; byte j of a block holds, in bits
- *          [b*i, b*i + b), the code of channel 16*i + j of that block
- *          (i < 8/b), so one 16-byte load unpacks to 8/b vectors of 16
- *          consecutive channels. Channels >= d in the last block are 0.
+ *          row may be shorter when d % 32 != 0).
+ *          Tokens come in tiles of 16 (a run starts at a tile; the slots of its
+ *          last tile past n hold code 0, value scale 0). With P = 32/b codes per
+ *          32-bit word and C = d rounded up to a multiple of P, a tile holds
+ *          16 * R bytes of K and of V codes, R = b*C/8 per token:
+ *          k     [C/P][16] words: word (j, i) has the codes of channels j*P + m
+ *                of the tile's token i in bits [b*m, b*m + b) (a vector of 16
+ *                words = 16 tokens x P channels: no dot product needs a
+ *                horizontal sum);
+ *          v     [16/P][C] words: word (h, c) has the codes of channel c of
+ *                tokens h*P + m in bits [b*m, b*m + b) (16 channels x P tokens);
+ *          v_aux per tile [ceil(d/32)][2][16]: the scales of the 16 tokens for
+ *                group 0, then their mins, then group 1, ...
+ *          lkv_kv_quant_bytes gives the sizes, lkv_kv_quantize encodes.
+ *          The SIMD kernels take the dot products in integers: q o scale rounded
+ *          to int16 per run, p o vscale per row and block (error about 2^-15 of
+ *          the largest term; the reference kernel is f32 throughout).
  */
 typedef enum lkv_dtype {
     LKV_DTYPE_F32 = 0,
@@ -178,7 +187,7 @@ size_t lkv_dtype_size(lkv_dtype t);
 const char *lkv_dtype_name(lkv_dtype t);
 
 /* Bytes of the four arrays of an n-token run of quantized dtype t with head
- * dim d (layouts above): K codes, k_aux, V codes, v_aux. Any pointer may be
+ * dim d (layouts above; KIVI: whole tiles): K codes, k_aux, V codes, v_aux. Any pointer may be
  * NULL. Returns LKV_OK or LKV_ERR_INVALID (not a quantized dtype, d not a
  * multiple of 8 in [8, 256], n < 0). */
 int lkv_kv_quant_bytes(lkv_dtype t, int d, int n, size_t *k_codes, size_t *k_aux,

@@ -224,10 +224,15 @@ static void check_slices(lkv_dtype t, int pt, int convert_to) {
         lkv_attn_merge((int)rows, d, a, la, b, lb);
         double e = lkv_test_rel_err(a, all, rows * d, 1e-3);
         worst = e > worst ? e : worst;
-        CHECK(e < 1e-5, "%s pages of %d, cut at slot %d: merged halves differ by %.3e",
+        /* KIVI's SIMD kernels round the query and the weights to int16 per run
+         * and block, so two slices round differently from the whole (2^-15 of
+         * the largest term; see test_kv_quant) */
+        const lkv_dtype kd = convert_to >= 0 ? (lkv_dtype)convert_to : t;
+        const double tol = (kd == LKV_DTYPE_KIVI4 || kd == LKV_DTYPE_KIVI2) ? 1e-3 : 1e-5;
+        CHECK(e < tol, "%s pages of %d, cut at slot %d: merged halves differ by %.3e",
               lkv_dtype_name(convert_to >= 0 ? (lkv_dtype)convert_to : t), pt, cut, e);
         for (size_t r = 0; r < rows; r++)
-            CHECK(fabsf(la[r] - lall[r]) < 1e-4f * (1 + fabsf(lall[r])), "lse row %zu", r);
+            CHECK(fabsf(la[r] - lall[r]) < (float)(tol > 1e-5 ? tol : 1e-4) * (1 + fabsf(lall[r])), "lse row %zu", r);
     }
     printf("  %s pages of %d: sinks/rest slices merged vs whole layer, worst %.2e\n",
            lkv_dtype_name(convert_to >= 0 ? (lkv_dtype)convert_to : t), pt, worst);

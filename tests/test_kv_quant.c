@@ -45,8 +45,7 @@ static void test_round_trip(void) {
             } else {
                 lkv_kvq_encode_kivi_keys(bits, d, n, k, (size_t)d, kc, ka);
                 for (int t = 0; t < n; t++)
-                    lkv_kvq_encode_kivi_vrow(bits, d, v + t * d, vc + t * rb,
-                                             va + (size_t)t * 2 * lkv_kvq_vgroups(d));
+                    lkv_kvq_encode_kivi_vrow(bits, d, v + t * d, t, vc, va);
             }
             lkv_kvq_decode(dt, d, kc, ka, vc, va, 0, n, k2, v2);
             int bad = 0;
@@ -59,7 +58,7 @@ static void test_round_trip(void) {
                         vs = lkv_half_to_float(va[t]);
                     } else {
                         ks = lkv_half_to_float(ka[c]);
-                        vs = lkv_half_to_float(va[(size_t)t * 2 * lkv_kvq_vgroups(d) + 2 * (c / 32)]);
+                        vs = lkv_half_to_float(va[lkv_kvq_vaux_index(d, t, c / 32, 0)]);
                     }
                     /* the bound: half the stored scale (+ f32 rounding) */
                     double ek = fabs(k[t * d + c] - k2[t * d + c]), ev = fabs(v[t * d + c] - v2[t * d + c]);
@@ -85,9 +84,9 @@ static void test_round_trip(void) {
     float x[64], y[64];
     for (int c = 0; c < 64; c++)
         x[c] = 0.3f;
-    uint8_t codes[32];
-    uint16_t aux[8];
-    lkv_kvq_encode_kivi_vrow(2, 64, x, codes, aux);
+    uint8_t codes[16 * 16] = {0}; /* one tile of 16-byte rows */
+    uint16_t aux[16 * 2 * 2] = {0};
+    lkv_kvq_encode_kivi_vrow(2, 64, x, 0, codes, aux);
     lkv_kvq_decode(LKV_DTYPE_KIVI2, 64, codes, aux, codes, aux, 0, 1, NULL, y);
     CHECK(fabsf(y[5] - 0.3f) <= 0.3f / 1024, "constant row: %g", (double)y[5]);
 }
@@ -113,10 +112,11 @@ static void qhead_make(qhead *h, lkv_dtype dt, int d, int n, int P, int gaps) {
     size_t rb = lkv_kvq_row_bytes(dt, d);
     int ng = lkv_kvq_vgroups(d), bits = lkv_kvq_bits(dt);
     int pages = (n + P - 1) / P;
-    h->kc = calloc((size_t)n + 1, rb);
-    h->vc = calloc((size_t)n + 1, rb);
+    const size_t slots = (size_t)lkv_kvq_slots(dt, n) + LKV_KVQ_TILE; /* whole tiles */
+    h->kc = calloc(slots, rb);
+    h->vc = calloc(slots, rb);
     h->ka = calloc((size_t)n + (size_t)(pages + 1) * 2 * d, 2);
-    h->va = calloc(((size_t)n + 1) * 2 * ng, 2);
+    h->va = calloc(slots * 2 * ng, 2);
     h->kd = calloc((size_t)n * d + 1, 4);
     h->vd = calloc((size_t)n * d + 1, 4);
     h->pos = calloc((size_t)n + 1, 4);
@@ -154,11 +154,11 @@ static void qhead_make(qhead *h, lkv_dtype dt, int d, int n, int P, int gaps) {
         } else {
             uint16_t *ka = h->ka + (size_t)pg * 2 * d;
             lkv_kvq_encode_kivi_keys(bits, d, m, k + (size_t)t0 * d, (size_t)d, h->kc + t0 * rb, ka);
-            for (int t = t0; t < t0 + m; t++)
-                lkv_kvq_encode_kivi_vrow(bits, d, v + (size_t)t * d, h->vc + t * rb,
-                                         h->va + (size_t)t * 2 * ng);
             r->k_aux = ka;
-            r->v_aux = h->va + (size_t)t0 * 2 * ng;
+            r->v_aux = h->va + (size_t)t0 * 2 * ng; /* t0: a multiple of the tile */
+            for (int t = t0; t < t0 + m; t++)
+                lkv_kvq_encode_kivi_vrow(bits, d, v + (size_t)t * d, t - t0, h->vc + t0 * rb,
+                                         h->va + (size_t)t0 * 2 * ng);
         }
         lkv_kvq_decode(dt, d, r->k, r->k_aux, r->v, r->v_aux, 0, m, h->kd + (size_t)t0 * d,
                        h->vd + (size_t)t0 * d);
@@ -223,17 +223,22 @@ static void check_fused(lkv_isa level, lkv_dtype dt, int d, int G, int Hk, int n
     lkv_set_isa(level);
     CHECK_OK(lkv_attn_runs(&p, n_q, q, NULL, q0, hq, o_q, l_q, tp));
     double e = lkv_test_rel_err(o_q, o_f, (size_t)n_q * H * d, 1e-3);
+    /* The SIMD KIVI kernels take their dot products in integers: q o kscale
+     * rounded to int16 per run, p o vscale per row and block (2^-15 of the
+     * largest term; up to 2.2e-4 measured here). The float paths stay within
+     * 2e-4; a wrong code or layout is off by far more than either. */
+    const double tol = level != LKV_ISA_REF && lkv_kvq_bits(dt) ? 1e-3 : 2e-4;
     double el = 0;
     for (int i = 0; i < n_q * H; i++)
         if (isfinite(l_f[i]) || isfinite(l_q[i]))
             el = fmax(el, fabs((double)l_q[i] - l_f[i]));
-    CHECK(e < 2e-4 && el < 2e-4, "%s %s d=%d G=%d Hk=%d n=%d n_q=%d P=%d win=%d cap=%g: rel err %.3g, lse err %.3g",
+    CHECK(e < tol && el < tol, "%s %s d=%d G=%d Hk=%d n=%d n_q=%d P=%d win=%d cap=%g: rel err %.3g, lse err %.3g",
           lkv_isa_name(level), lkv_dtype_name(dt), d, G, Hk, n, n_q, P, p.window,
           (double)p.softcap, e, el);
     if (observe)
         for (int h = 0; h < Hk; h++) {
             double eo = lkv_test_rel_err(hs[h].obs_q, hs[h].obs_f, (size_t)n, 1e-3);
-            CHECK(eo < 2e-4, "%s %s observer d=%d G=%d n=%d: rel err %.3g", lkv_isa_name(level),
+            CHECK(eo < tol, "%s %s observer d=%d G=%d n=%d: rel err %.3g", lkv_isa_name(level),
                   lkv_dtype_name(dt), d, G, n, eo);
         }
     for (int h = 0; h < Hk; h++)
@@ -325,7 +330,8 @@ static void check_seq_attention(lkv_seq *s, int layer, int d, int Hk, int G, lkv
     CHECK_OK(lkv_attn_runs(&p, n_q, q, NULL, last - n_q + 1, heads, o2, NULL, tp));
     double e = lkv_test_rel_err(o1, o2, (size_t)n_q * H * d, 1e-3);
     double eo = lkv_test_rel_err(obs1, obs2, (size_t)Hk * n, 1e-3);
-    CHECK(e < 2e-4 && eo < 2e-4, "paged mixed attention vs decoded: rel err %.3g, observer %.3g", e, eo);
+    /* KIVI pages go through the integer kernels: the tolerance of check_fused */
+    CHECK(e < 1e-3 && eo < 1e-3, "paged mixed attention vs decoded: rel err %.3g, observer %.3g", e, eo);
     free(k); free(v); free(pos); free(q); free(o1); free(o2); free(obs1); free(obs2);
     free(runs); free(heads);
 }

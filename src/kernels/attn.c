@@ -144,7 +144,8 @@ static int lower_bound(const lkv_kv_run *run, int64_t p) {
     return lo;
 }
 
-/* Keys [a, b) of run, as a run of its own (pointer arithmetic, no copy). */
+/* Keys [a, b) of run, as a run of its own (pointer arithmetic, no copy). A
+ * KIVI run can only be cut at tiles (a % LKV_KVQ_TILE == 0): callers round. */
 static lkv_kv_run sub_run(const attn_call *c, const lkv_kv_run *run, int a, int b) {
     size_t stride = c->kv_stride ? c->kv_stride : (size_t)c->d;
     size_t skip = (size_t)a * stride * lkv_dtype_size(run->dtype); /* bytes */
@@ -188,13 +189,26 @@ static int trim_keys(const attn_call *c, const lkv_kv_head_runs *hr, int32_t q_f
     int n = 0;
     for (int i = 0; i < hr->n_runs; i++) {
         const lkv_kv_run *run = &hr->runs[i];
+        int pa = 0, pb = -1; /* the run's last KIVI range, rounded to tiles */
         for (int iv = 0; iv < n_iv; iv++) {
             if (lo[iv] > hi[iv])
                 continue;
             int a = lower_bound(run, lo[iv]);
             int b = hi[iv] == INT64_MAX ? run->n : lower_bound(run, hi[iv] + 1);
-            if (a < b)
-                out[n++] = sub_run(c, run, a, b);
+            if (a >= b)
+                continue;
+            if (lkv_kvq_bits(run->dtype)) { /* whole tiles; the kernels mask the extra keys */
+                a -= a % LKV_KVQ_TILE;
+                b = lkv_kvq_slots(run->dtype, b) < run->n ? lkv_kvq_slots(run->dtype, b) : run->n;
+                if (a <= pb) { /* the sinks' tiles reach the window's: one range */
+                    out[n - 1] = sub_run(c, run, pa, b);
+                    pb = b;
+                    continue;
+                }
+                pa = a;
+                pb = b;
+            }
+            out[n++] = sub_run(c, run, a, b);
         }
     }
     return n;
@@ -214,6 +228,11 @@ static int key_chunk(const attn_call *c, const lkv_kv_run *in, int n_in, int chu
         lkv_kv_run run = in[i]; /* copy: out may overwrite in[i] */
         int64_t a = lo > start ? lo - start : 0;
         int64_t b = hi - start < run.n ? hi - start : run.n;
+        if (lkv_kvq_bits(run.dtype)) { /* cut at tiles (both sides round alike) */
+            a -= a % LKV_KVQ_TILE;
+            if (b < run.n)
+                b -= b % LKV_KVQ_TILE;
+        }
         if (a < b)
             out[n++] = sub_run(c, &run, (int)a, (int)b);
         start += run.n;

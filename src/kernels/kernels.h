@@ -85,7 +85,10 @@ void lkv_attn_observe_kivi4_ref(const lkv_attn_block *b, const float *lse,
 void lkv_attn_observe_kivi2_ref(const lkv_attn_block *b, const float *lse,
                                 const lkv_kv_run *runs, int n_runs);
 void lkv_kernels_init_attn_quant_avx2(lkv_kernel_table *t);   /* x86/avx2/attn_quant.c */
+void lkv_kernels_init_attn_kivi_avx2(lkv_kernel_table *t);    /* x86/avx2/attn_kivi.c */
 void lkv_kernels_init_attn_quant_avx512(lkv_kernel_table *t); /* x86/avx512/attn_quant.c */
+void lkv_kernels_init_attn_kivi_avx512(lkv_kernel_table *t);  /* x86/avx512/attn_kivi.c */
+void lkv_kernels_init_attn_kivi_avx512vnni(lkv_kernel_table *t); /* the same, VNNI build */
 
 /* -------------------------------------------------------------- roofline */
 

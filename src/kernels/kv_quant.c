@@ -58,16 +58,11 @@ static int code_of(float x, float m, float inv, int L) {
     return q < 0.0f ? 0 : q > (float)L ? L : (int)q;
 }
 
-static void put_code(uint8_t *row, int bits, int c, int code) {
-    int blk = 128 / bits, base = c / blk, in = c % blk;
-    row[(size_t)base * 16 + in % 16] |= (uint8_t)(code << (bits * (in / 16)));
-}
-
 void lkv_kvq_encode_kivi_keys(int bits, int d, int n, const float *k, size_t ks, uint8_t *codes,
                               uint16_t *aux) {
     const int L = (1 << bits) - 1;
-    const size_t rb = lkv_kvq_row_bytes(bits == 4 ? LKV_DTYPE_KIVI4 : LKV_DTYPE_KIVI2, d);
-    memset(codes, 0, (size_t)n * rb);
+    const lkv_dtype dt = bits == 4 ? LKV_DTYPE_KIVI4 : LKV_DTYPE_KIVI2;
+    memset(codes, 0, (size_t)lkv_kvq_slots(dt, n) * lkv_kvq_row_bytes(dt, d));
     for (int c = 0; c < d; c++) {
         float mn = INFINITY, mx = -INFINITY;
         for (int t = 0; t < n; t++) {
@@ -83,14 +78,17 @@ void lkv_kvq_encode_kivi_keys(int bits, int d, int n, const float *k, size_t ks,
         aux[c] = sh;
         aux[d + c] = mh;
         float inv = s > 0.0f ? 1.0f / s : 0.0f;
-        for (int t = 0; t < n; t++)
-            put_code(codes + (size_t)t * rb, bits, c, code_of(k[(size_t)t * ks + c], m, inv, L));
+        for (int t = 0; t < n; t++) {
+            int sh;
+            size_t off = lkv_kvq_kword(bits, d, t, c, &sh);
+            lkv_kvq_put(codes, off, sh, bits, code_of(k[(size_t)t * ks + c], m, inv, L));
+        }
     }
 }
 
-void lkv_kvq_encode_kivi_vrow(int bits, int d, const float *v, uint8_t *codes, uint16_t *aux) {
+void lkv_kvq_encode_kivi_vrow(int bits, int d, const float *v, int t, uint8_t *codes,
+                              uint16_t *aux) {
     const int L = (1 << bits) - 1;
-    memset(codes, 0, lkv_kvq_row_bytes(bits == 4 ? LKV_DTYPE_KIVI4 : LKV_DTYPE_KIVI2, d));
     for (int g = 0; g * LKV_KIVI_VGROUP < d; g++) {
         int c0 = g * LKV_KIVI_VGROUP, c1 = c0 + LKV_KIVI_VGROUP < d ? c0 + LKV_KIVI_VGROUP : d;
         float mn = INFINITY, mx = -INFINITY;
@@ -101,11 +99,14 @@ void lkv_kvq_encode_kivi_vrow(int bits, int d, const float *v, uint8_t *codes, u
         uint16_t sh, mh;
         float s, m;
         range_params(mn, mx, L, &sh, &mh, &s, &m);
-        aux[2 * g] = sh;
-        aux[2 * g + 1] = mh;
+        aux[lkv_kvq_vaux_index(d, t, g, 0)] = sh;
+        aux[lkv_kvq_vaux_index(d, t, g, 1)] = mh;
         float inv = s > 0.0f ? 1.0f / s : 0.0f;
-        for (int c = c0; c < c1; c++)
-            put_code(codes, bits, c, code_of(v[c], m, inv, L));
+        for (int c = c0; c < c1; c++) {
+            int shift;
+            size_t off = lkv_kvq_vword(bits, d, t, c, &shift);
+            lkv_kvq_put(codes, off, shift, bits, code_of(v[c], m, inv, L));
+        }
     }
 }
 
@@ -133,25 +134,20 @@ void lkv_kvq_decode(lkv_dtype t, int d, const void *k, const void *k_aux, const 
     const int bits = lkv_kvq_bits(t);
     if (!bits)
         return;
-    const int ng = lkv_kvq_vgroups(d);
-    const uint16_t *ka = k_aux;
+    const uint16_t *ka = k_aux, *va = v_aux;
     for (int i = 0; i < n; i++) {
-        size_t row = (size_t)(t0 + i);
-        if (k_out) {
-            const uint8_t *q = (const uint8_t *)k + row * rb;
+        const int tk = t0 + i;
+        if (k_out)
             for (int c = 0; c < d; c++)
                 k_out[(size_t)i * d + c] = lkv_half_to_float(ka[d + c]) +
-                                           lkv_half_to_float(ka[c]) * (float)lkv_kvq_code(q, bits, c);
-        }
-        if (v_out) {
-            const uint8_t *q = (const uint8_t *)v + row * rb;
-            const uint16_t *va = (const uint16_t *)v_aux + row * 2 * (size_t)ng;
+                                           lkv_half_to_float(ka[c]) * (float)lkv_kvq_kcode(k, bits, d, tk, c);
+        if (v_out)
             for (int c = 0; c < d; c++) {
                 int g = c / LKV_KIVI_VGROUP;
-                v_out[(size_t)i * d + c] = lkv_half_to_float(va[2 * g + 1]) +
-                                           lkv_half_to_float(va[2 * g]) * (float)lkv_kvq_code(q, bits, c);
+                v_out[(size_t)i * d + c] = lkv_half_to_float(va[lkv_kvq_vaux_index(d, tk, g, 1)]) +
+                                           lkv_half_to_float(va[lkv_kvq_vaux_index(d, tk, g, 0)]) *
+                                               (float)lkv_kvq_vcode(v, bits, d, tk, c);
             }
-        }
     }
 }
 
@@ -161,7 +157,7 @@ int lkv_kv_quant_bytes(lkv_dtype t, int d, int n, size_t *k_codes, size_t *k_aux
                        size_t *v_codes, size_t *v_aux) {
     if (!lkv_kvq_is_quant(t) || d < 8 || d > 256 || d % 8 || n < 0)
         LKV_FAIL(LKV_ERR_INVALID, "kv_quant_bytes: dtype %s, d %d, n %d", lkv_dtype_name(t), d, n);
-    size_t rows = (size_t)n * lkv_kvq_row_bytes(t, d);
+    const size_t slots = (size_t)lkv_kvq_slots(t, n), rows = slots * lkv_kvq_row_bytes(t, d);
     if (k_codes)
         *k_codes = rows;
     if (v_codes)
@@ -169,7 +165,7 @@ int lkv_kv_quant_bytes(lkv_dtype t, int d, int n, size_t *k_codes, size_t *k_aux
     if (k_aux)
         *k_aux = (size_t)n * lkv_kvq_kaux_row_bytes(t, d) + lkv_kvq_kaux_fixed_bytes(t, d);
     if (v_aux)
-        *v_aux = (size_t)n * lkv_kvq_vaux_row_bytes(t, d);
+        *v_aux = slots * lkv_kvq_vaux_row_bytes(t, d);
     return LKV_OK;
 }
 
@@ -189,9 +185,10 @@ int lkv_kv_quantize(lkv_dtype t, int d, int n, const float *k, const float *v, v
     }
     if (n > 0)
         lkv_kvq_encode_kivi_keys(bits, d, n, k, (size_t)d, k_codes, k_aux);
-    const size_t var = lkv_kvq_vaux_row_bytes(t, d);
+    const size_t slots = (size_t)lkv_kvq_slots(t, n);
+    memset(v_codes, 0, slots * rb); /* the last tile's free slots: code 0, scale 0 */
+    memset(v_aux, 0, slots * lkv_kvq_vaux_row_bytes(t, d));
     for (int i = 0; i < n; i++)
-        lkv_kvq_encode_kivi_vrow(bits, d, v + (size_t)i * d, (uint8_t *)v_codes + i * rb,
-                                 (uint16_t *)((uint8_t *)v_aux + i * var));
+        lkv_kvq_encode_kivi_vrow(bits, d, v + (size_t)i * d, i, v_codes, v_aux);
     return LKV_OK;
 }

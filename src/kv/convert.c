@@ -82,11 +82,9 @@ int lkv_seq_convert(lkv_seq *s, int layer, int head, int first_page, int n_pages
         if (kivi) {
             /* keys: one group = the whole page, encoded at once; values per slot */
             int bits = lkv_kvq_bits(to);
-            size_t rb = lkv_kvq_row_bytes(to, d), vab = lkv_kvq_vaux_row_bytes(to, d);
             lkv_kvq_encode_kivi_keys(bits, d, n, kbuf, (size_t)d, b.k, b.k_aux);
-            for (int t = 0; t < n; t++)
-                lkv_kvq_encode_kivi_vrow(bits, d, vbuf + (size_t)t * d, (uint8_t *)b.v + t * rb,
-                                         (uint16_t *)((uint8_t *)b.v_aux + t * vab));
+            for (int t = 0; t < n; t++) /* into the zeroed page (format init) */
+                lkv_kvq_encode_kivi_vrow(bits, d, vbuf + (size_t)t * d, t, b.v, b.v_aux);
         } else {
             ft->write(&b, pt, d, 0, n, kbuf, (size_t)d, vbuf, (size_t)d);
         }

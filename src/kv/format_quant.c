@@ -9,16 +9,15 @@
  *          V extent   [pt][d] int8
  *          k_aux      [pt] half              scale of key row t (symmetric: x' = s*q)
  *          v_aux      [pt] half              scale of value row t
- *   kiviB  (B = 4 or 2; R = 16 * ceil(d / (128/B)) bytes per row)
- *          K extent   [pt][R] packed codes   byte 16*blk + j of row t holds, in bits
- *                                            [B*i, B*i+B), the code of channel
- *                                            blk*(128/B) + 16*i + j
- *          V extent   [pt][R] packed codes   same packing
+ *   kiviB  (B = 4 or 2; tiles of 16 slots, S = pt rounded up to 16; R =
+ *          row_bytes bytes per slot; layouts in kernels/kv_quant.h)
+ *          K extent   [S/16] tiles of 16R    16 slots x 32/B channels per vector
+ *          V extent   [S/16] tiles of 16R    16 channels x 32/B slots per vector
  *          k_aux      [d] half scale, then [d] half min: the key group is the
  *                                            whole page (KIVI: per channel over
  *                                            the group's tokens)
- *          v_aux      [pt][ceil(d/32)][2] half   (scale, min) per slot and group
- *                                            of 32 channels
+ *          v_aux      [S/16][ceil(d/32)][2][16] half   (scale, min) per slot
+ *                                            and group of 32 channels
  *
  * KIVI pages are normally written whole, by lkv_seq_convert (kv/convert.c),
  * which encodes the keys of all slots at once. The write trait below also
@@ -66,28 +65,35 @@ static void q8_read(const kv_page_ptrs *pg, int pt, int d, int slot, int n, floa
 
 /* ------------------------------------------------------------ kivi */
 
-static size_t kivi4_rows(int pt, int d) { return (size_t)pt * lkv_kvq_row_bytes(LKV_DTYPE_KIVI4, d); }
-static size_t kivi2_rows(int pt, int d) { return (size_t)pt * lkv_kvq_row_bytes(LKV_DTYPE_KIVI2, d); }
+static size_t kivi4_rows(int pt, int d) {
+    return (size_t)lkv_kvq_slots(LKV_DTYPE_KIVI4, pt) * lkv_kvq_row_bytes(LKV_DTYPE_KIVI4, d);
+}
+static size_t kivi2_rows(int pt, int d) {
+    return (size_t)lkv_kvq_slots(LKV_DTYPE_KIVI2, pt) * lkv_kvq_row_bytes(LKV_DTYPE_KIVI2, d);
+}
 static size_t kivi_kaux(int pt, int d) {
     (void)pt;
     return lkv_kvq_kaux_fixed_bytes(LKV_DTYPE_KIVI4, d);
 }
 static size_t kivi_vaux(int pt, int d) {
-    return (size_t)pt * lkv_kvq_vaux_row_bytes(LKV_DTYPE_KIVI4, d);
+    return (size_t)lkv_kvq_slots(LKV_DTYPE_KIVI4, pt) * lkv_kvq_vaux_row_bytes(LKV_DTYPE_KIVI4, d);
 }
 
+/* Zero codes and scales: a value word holds several slots (written one by
+ * one), and free slots must read as code 0 with scale 0. */
 static void kivi_init(lkv_dtype dt, const kv_page_ptrs *pg, int pt, int d) {
-    memset(pg->k, 0, (size_t)pt * lkv_kvq_row_bytes(dt, d));
+    const size_t rows = (size_t)lkv_kvq_slots(dt, pt) * lkv_kvq_row_bytes(dt, d);
+    memset(pg->k, 0, rows);
+    memset(pg->v, 0, rows);
     memset(pg->k_aux, 0, lkv_kvq_kaux_fixed_bytes(dt, d));
+    memset(pg->v_aux, 0, kivi_vaux(pt, d));
 }
 
 static void kivi_write(lkv_dtype dt, const kv_page_ptrs *pg, int pt, int d, int slot, int n,
                        const float *k, size_t ks, const float *v, size_t vs) {
     const int bits = lkv_kvq_bits(dt);
-    const size_t rb = lkv_kvq_row_bytes(dt, d), vab = lkv_kvq_vaux_row_bytes(dt, d);
     for (int t = 0; t < n; t++) /* values: per slot */
-        lkv_kvq_encode_kivi_vrow(bits, d, v + t * vs, (uint8_t *)pg->v + (size_t)(slot + t) * rb,
-                                 (uint16_t *)((uint8_t *)pg->v_aux + (size_t)(slot + t) * vab));
+        lkv_kvq_encode_kivi_vrow(bits, d, v + t * vs, slot + t, pg->v, pg->v_aux);
     /* keys: one channel at a time over all pt slots (decoded, new rows in place) */
     uint16_t *aux = pg->k_aux;
     uint8_t *codes = pg->k;
@@ -98,10 +104,10 @@ static void kivi_write(lkv_dtype dt, const kv_page_ptrs *pg, int pt, int d, int 
         float s = lkv_half_to_float(aux[c]), m = lkv_half_to_float(aux[d + c]);
         for (int t = 0; t < pt; t++)
             col[t] = (t >= slot && t < slot + n) ? k[(size_t)(t - slot) * ks + c]
-                                                : m + s * (float)lkv_kvq_code(codes + (size_t)t * rb, bits, c);
+                                                : m + s * (float)lkv_kvq_kcode(codes, bits, d, t, c);
         /* encode the column as a one-channel key group: reuse the channel encoder
          * on a [pt][1] view, then splice the codes into the packed rows */
-        uint8_t one[32];
+        uint8_t one[LKV_KVQ_TILE * 8]; /* a tile of one channel (4-byte rows) */
         float mn = col[0], mx = col[0];
         for (int t = 1; t < pt; t++) {
             mn = col[t] < mn ? col[t] : mn;
@@ -113,14 +119,12 @@ static void kivi_write(lkv_dtype dt, const kv_page_ptrs *pg, int pt, int d, int 
         aux[d + c] = new_aux[1];
         float ns = lkv_half_to_float(new_aux[0]), nm = lkv_half_to_float(new_aux[1]);
         float inv = ns > 0.0f ? 1.0f / ns : 0.0f;
-        int blk = 128 / bits, in = c % blk;
-        size_t byte = (size_t)(c / blk) * 16 + (size_t)(in % 16);
-        int shift = bits * (in / 16);
         for (int t = 0; t < pt; t++) {
             float q = (col[t] - nm) * inv + 0.5f;
             int code = q < 0.0f ? 0 : q >= (float)L ? L : (int)q;
-            uint8_t *b = codes + (size_t)t * rb + byte;
-            *b = (uint8_t)((*b & ~(L << shift)) | (code << shift));
+            int shift;
+            size_t off = lkv_kvq_kword(bits, d, t, c, &shift);
+            lkv_kvq_put(codes, off, shift, bits, code);
         }
     }
 }

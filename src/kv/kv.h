@@ -193,6 +193,8 @@ struct lkv_seq {
     lkv_seq *prev, *next; /* the cache's list of live sequences */
     lkv_kv_run *runs;     /* attention scratch */
     size_t runs_cap;
+    float *tile_f32;      /* [kv_heads][2][16][head_dim]: the part-tile a slot range
+                           * starts with, decoded (KIVI runs start at tiles) */
     lkv_kv_head_runs *heads; /* [kv_heads] */
     kv_page **tmp_pages;  /* append scratch */
     float *digest_tmp;    /* [2][head_dim] derived digests handed out by lkv_seq_page_info */

@@ -8,6 +8,7 @@
 
 #include "common/alloc.h"
 #include "common/error.h"
+#include "kernels/kv_quant.h"
 #include "kv/kv.h"
 
 static kv_list *list_of(const lkv_seq *s, int layer, int head) {
@@ -117,6 +118,7 @@ void lkv_seq_free(lkv_seq *s) {
     lkv_free(s->lists);
     lkv_free(s->heads);
     lkv_free(s->runs);
+    lkv_free(s->tile_f32);
     lkv_free(s->tmp_pages);
     lkv_free(s->digest_tmp);
     lkv_free(s->pos_tmp);
@@ -589,11 +591,10 @@ static void run_skip(lkv_kv_run *r, int t, int d) {
     if (es) {
         k_row = v_row = es * (size_t)d;
         k_aux_row = v_aux_row = 0;
-    } else {
-        size_t k1, ka1, v1, va1, k2, ka2, v2, va2;
-        lkv_kv_quant_bytes(r->dtype, d, 1, &k1, &ka1, &v1, &va1);
-        lkv_kv_quant_bytes(r->dtype, d, 2, &k2, &ka2, &v2, &va2);
-        k_row = k2 - k1, k_aux_row = ka2 - ka1, v_row = v2 - v1, v_aux_row = va2 - va1;
+    } else { /* per token; a KIVI run moved into a tile is put right by split_part_tile */
+        k_row = v_row = lkv_kvq_row_bytes(r->dtype, d);
+        k_aux_row = lkv_kvq_kaux_row_bytes(r->dtype, d);
+        v_aux_row = lkv_kvq_vaux_row_bytes(r->dtype, d);
     }
     r->k = (const char *)r->k + (size_t)t * k_row;
     r->v = (const char *)r->v + (size_t)t * v_row;
@@ -610,10 +611,54 @@ static void run_skip(lkv_kv_run *r, int t, int d) {
     r->n -= t;
 }
 
+/* A KIVI run can only start at a tile (kv_quant.h). When a clipped one does
+ * not, its keys up to the next tile are decoded into tmp ([2][16][d] f32) and
+ * become an f32 run of their own, inserted before it. runs has room for one
+ * more. Returns the new number of runs. */
+static int split_part_tile(lkv_kv_run *runs, int n_runs, int skipped, int d, float *tmp) {
+    lkv_kv_run *r = &runs[0];
+    const int off = skipped % LKV_KVQ_TILE;
+    if (n_runs == 0 || !lkv_kvq_bits(r->dtype) || off == 0)
+        return n_runs;
+    const int m = LKV_KVQ_TILE - off < r->n ? LKV_KVQ_TILE - off : r->n;
+    /* the original run, from its tile: token off is the clipped run's first */
+    const lkv_kv_run tile = *r;
+    const void *k = (const char *)tile.k - (size_t)off * lkv_kvq_row_bytes(tile.dtype, d);
+    const void *v = (const char *)tile.v - (size_t)off * lkv_kvq_row_bytes(tile.dtype, d);
+    const void *va = (const char *)tile.v_aux - (size_t)off * lkv_kvq_vaux_row_bytes(tile.dtype, d);
+    lkv_kvq_decode(tile.dtype, d, k, tile.k_aux, v, va, off, m, tmp, tmp + (size_t)LKV_KVQ_TILE * d);
+    lkv_kv_run part = tile;
+    part.dtype = LKV_DTYPE_F32;
+    part.k = tmp;
+    part.v = tmp + (size_t)LKV_KVQ_TILE * d;
+    part.k_aux = part.v_aux = NULL;
+    part.n = m;
+    if (m == r->n) {
+        runs[0] = part;
+        return n_runs;
+    }
+    memmove(runs + 2, runs + 1, (size_t)(n_runs - 1) * sizeof *runs);
+    lkv_kv_run rest = tile;
+    rest.k = (const char *)k + (size_t)LKV_KVQ_TILE * lkv_kvq_row_bytes(tile.dtype, d);
+    rest.v = (const char *)v + (size_t)LKV_KVQ_TILE * lkv_kvq_row_bytes(tile.dtype, d);
+    rest.v_aux = (const char *)va + (size_t)LKV_KVQ_TILE * lkv_kvq_vaux_row_bytes(tile.dtype, d);
+    if (rest.pos)
+        rest.pos += m;
+    else
+        rest.pos0 += m;
+    if (rest.obs)
+        rest.obs += m;
+    rest.n = tile.n - m;
+    runs[0] = part;
+    runs[1] = rest;
+    return n_runs + 1;
+}
+
 /* Cuts the runs of one head down to slots [slot0, slot1) of its list (the runs
  * cover the whole list in order). Returns the new number of runs, which start
  * at runs[0]. */
-static int runs_clip(lkv_kv_run *runs, int n_runs, int slot0, int slot1, int d) {
+static int runs_clip(lkv_kv_run *runs, int n_runs, int slot0, int slot1, int d, float *tmp) {
+    int skipped = 0; /* keys the first kept run lost at its start */
     int out = 0, start = 0;
     for (int i = 0; i < n_runs; i++) {
         lkv_kv_run r = runs[i];
@@ -622,11 +667,13 @@ static int runs_clip(lkv_kv_run *runs, int n_runs, int slot0, int slot1, int d) 
         start = end;
         if (lo >= hi)
             continue;
+        if (out == 0)
+            skipped = lo - (end - r.n);
         run_skip(&r, lo - (end - r.n), d);
         r.n = hi - lo;
         runs[out++] = r;
     }
-    return out;
+    return split_part_tile(runs, out, skipped, d, tmp);
 }
 
 static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q, const float *q,
@@ -670,6 +717,7 @@ static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
         }
         total += (size_t)sel_count[h];
     }
+    total += (size_t)Hk; /* lkv_seq_attend_slots may split one run per head */
     if (total > s->runs_cap) {
         size_t cap = s->runs_cap ? s->runs_cap : 64;
         while (cap < total)
@@ -685,6 +733,11 @@ static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
      * continue are merged into one run with implicit positions: the kernel then
      * streams them like a contiguous tensor. The test is cached in the refs'
      * flags, so merged pages are not even touched here. */
+    if (slot0 > 0 && !s->tile_f32) {
+        s->tile_f32 = lkv_malloc(sizeof(float) * 2 * LKV_KVQ_TILE * (size_t)Hk * c->p.head_dim);
+        if (!s->tile_f32)
+            LKV_FAIL(LKV_ERR_NOMEM, "lkv_seq_attend_slots: out of memory");
+    }
     size_t ri = 0;
     for (int h = 0; h < Hk; h++) {
         const kv_list *l = list_of(s, layer, h);
@@ -716,9 +769,12 @@ static int attend_impl(lkv_seq *s, int layer, const lkv_attn_params *p, int n_q,
             prev_pi = pi;
         }
         s->heads[h].n_runs = (int)(ri - first);
-        if (slot0 > 0 || slot1 < l->n_tokens) /* lkv_seq_attend_slots (never with sel) */
+        if (slot0 > 0 || slot1 < l->n_tokens) { /* lkv_seq_attend_slots (never with sel) */
             s->heads[h].n_runs = runs_clip(s->runs + first, s->heads[h].n_runs, slot0, slot1,
-                                           c->p.head_dim);
+                                           c->p.head_dim,
+                                           s->tile_f32 + (size_t)h * 2 * LKV_KVQ_TILE * c->p.head_dim);
+            ri = first + (size_t)s->heads[h].n_runs; /* a split run may have grown the list */
+        }
     }
     int32_t q_pos0 = 0;
     if (!q_pos)

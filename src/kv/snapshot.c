@@ -1,12 +1,13 @@
 /* snapshot.c -- saving a sequence to a file (or memory) and loading it back.
  *
- * FORMAT, version 2 (version 1 is still read). All integers little-endian; CRC = CRC-32C
+ * FORMAT, version 3 (versions 1 and 2 are still read, but for version 2's
+ * KIVI pages, which were in rows: LKV_ERR_VERSION). All integers little-endian; CRC = CRC-32C
  * (src/common/hash.h). A file is: header, list table, header CRC, pages in list
  * order (list i = layer * kv_heads + head) and page order, trailer.
  *
  *   Header (48 bytes)
  *     0   8  magic "LKVSNAP\0"
- *     8   4  u32 version = 2 (1 is read too; any other value: LKV_ERR_VERSION)
+ *     8   4  u32 version = 3 (1, 2 are read too; any other value: LKV_ERR_VERSION)
  *    12   4  u32 header_size = 48 + 8 * n_lists + 4 (bytes up to and including
  *            the header CRC), n_lists = n_layers * kv_heads
  *    16   8  u64 model_id            -- must equal the cache's (else LKV_ERR_VERSION)
@@ -38,11 +39,12 @@
  *             the pool (consecutive positions, kv.h KV_PAGE_POS_BASE), and a loaded
  *             page with consecutive positions becomes one again where its format allows
  *       K     n rows: plain [n][d] elements (f32: 4 bytes, f16/bf16: 2 bytes);
- *             q8 [n][d] int8 codes; kiviB [n][16 * ceil(d / (128/B))] packed codes
- *       V     n rows, the same layout
+ *             q8 [n][d] int8 codes; kiviB ceil(n / 16) tiles of 16 * R bytes,
+ *             R = B * (d rounded up to 32/B) / 8 (kernels/kv_quant.h)
+ *       V     n rows (kivi: tiles), the same sizes
  *       k_aux plain: nothing; q8: [n] half scales; kivi: [2][d] halves (per-channel
  *             scale, then min, over the page's key group -- all n slots)
- *       v_aux plain: nothing; q8: [n] half scales; kivi: [n][ceil(d/32)][2] halves
+ *       v_aux plain: nothing; q8: [n] half scales; kivi: per tile [ceil(d/32)][2][16] halves
  *     (payload_size must equal the sum of these sizes for the format and n.)
  *     Quantized pages are restored exactly: codes and scales are copied, never
  *     re-encoded, so a loaded page decodes to the very values it held.
@@ -70,7 +72,7 @@
 #include "common/hash.h"
 #include "kv/kv.h"
 
-#define SNAP_VERSION 2u /* written; version 1 (plain pages only) is read too */
+#define SNAP_VERSION 3u /* written; versions 1 (plain pages) and 2 are read too */
 #define HDR_FIXED 48
 #define PAGE_HDR 32
 #define TRAILER 16
@@ -373,8 +375,8 @@ static int validate(const lkv_cache *c, const uint8_t *p, size_t size, size_t *f
     if (memcmp(p, MAGIC, 8))
         LKV_FAIL(LKV_ERR_FORMAT, "%s: bad magic (not a longkv snapshot)", fn);
     uint32_t version = get32(p + 8);
-    if (version != SNAP_VERSION && version != 1)
-        LKV_FAIL(LKV_ERR_VERSION, "%s: version %u, this build reads versions 1 and %u", fn,
+    if (version != SNAP_VERSION && version != 1 && version != 2)
+        LKV_FAIL(LKV_ERR_VERSION, "%s: version %u, this build reads versions 1 to %u", fn,
                  version, SNAP_VERSION);
     uint64_t hsize = get32(p + 12);
     if (get32(p + 24) > 65536 || get32(p + 28) > 65536)
@@ -428,6 +430,10 @@ static int validate(const lkv_cache *c, const uint8_t *p, size_t size, size_t *f
             if (version == 1 && !f->elem_bytes) /* quantized pages came with version 2 */
                 LKV_FAIL(LKV_ERR_FORMAT, "%s: version 1 file with a %s page (corrupt)", fn,
                          f->name);
+            if (version == 2 && (fmt == LKV_DTYPE_KIVI4 || fmt == LKV_DTYPE_KIVI2))
+                LKV_FAIL(LKV_ERR_VERSION, "%s: version 2 file with a %s page: KIVI pages were "
+                         "stored in rows then, in tiles of 16 tokens since version 3; "
+                         "save it again with the build that wrote it, or without KIVI", fn, f->name);
             uint32_t want_n = j + 1 < np ? pt : nt - j * pt;
             if (get32(ph + 8) != i || get32(ph + 12) != j || n != want_n)
                 LKV_FAIL(LKV_ERR_FORMAT, "%s: list %llu page %u: out of order or wrong size", fn,

@@ -60,18 +60,18 @@ static void unpack_tile(const lkv_kv_run *run, lkv_dtype dt, int d, int t0, int 
         tc->pk[j] = key_pos(run, t0 + j);
         const uint8_t *kr = (const uint8_t *)run->k + t * rb, *vr = (const uint8_t *)run->v + t * rb;
         for (int c = 0; c < d; c++) {
-            tc->k[j][c] = (int16_t)(bits ? lkv_kvq_code(kr, bits, c) : (int8_t)kr[c]);
+            tc->k[j][c] = (int16_t)(bits ? lkv_kvq_kcode(run->k, bits, d, (int)t, c) : (int8_t)kr[c]);
             if (values)
-                tc->v[j][c] = (int16_t)(bits ? lkv_kvq_code(vr, bits, c) : (int8_t)vr[c]);
+                tc->v[j][c] = (int16_t)(bits ? lkv_kvq_vcode(run->v, bits, d, (int)t, c) : (int8_t)vr[c]);
         }
         if (!bits) {
             tc->ks[j] = lkv_half_to_float(((const uint16_t *)run->k_aux)[t]);
             tc->vs[j][0] = lkv_half_to_float(((const uint16_t *)run->v_aux)[t]);
         } else {
-            const uint16_t *va = (const uint16_t *)run->v_aux + t * 2 * (size_t)ng;
+            const uint16_t *va = run->v_aux;
             for (int g = 0; g < ng; g++) {
-                tc->vs[j][g] = lkv_half_to_float(va[2 * g]);
-                tc->vm[j][g] = lkv_half_to_float(va[2 * g + 1]);
+                tc->vs[j][g] = lkv_half_to_float(va[lkv_kvq_vaux_index(d, (int)t, g, 0)]);
+                tc->vm[j][g] = lkv_half_to_float(va[lkv_kvq_vaux_index(d, (int)t, g, 1)]);
             }
         }
     }

@@ -49,6 +49,14 @@ static inline int avx2_span_masked(const lkv_attn_block *b, int tok0, int tok1,
 }
 
 /* 1 if every query row in tokens [tok0, tok1) sees every key in [pk_first, pk_last]. */
+/* A run no row of [tok0, tok1) tokens needs: empty, masked whole, or (in the
+ * observer pass, lse) without an observer array. */
+static inline int avx2_run_unused(const lkv_attn_block *b, const lkv_kv_run *run, const float *lse,
+                                  int tok0, int tok1) {
+    return run->n <= 0 || (lse && !run->obs) ||
+           avx2_span_masked(b, tok0, tok1, avx2_key_pos(run, 0), avx2_key_pos(run, run->n - 1));
+}
+
 static inline int avx2_span_visible(const lkv_attn_block *b, int tok0, int tok1,
                                     int32_t pk_first, int32_t pk_last) {
     int32_t q_first = b->q_pos[tok0], q_last = b->q_pos[tok1 - 1];
@@ -200,6 +208,33 @@ AVX2_INLINE __m256i avx2_key_pos8(const lkv_kv_run *run, int t0, int nk) {
     for (int j = 0; j < nk; j++)
         tmp[j] = run->pos[t0 + j];
     return _mm256_loadu_si256((const __m256i *)tmp);
+}
+
+/* Keys [t0, t0 + nk) of a run against the rows of tokens [tok0, tok1):
+ * returns 0 when every key is masked for every row; else 1, with *need_mask
+ * set when some key is masked for some row, and then *pk their positions. */
+/* Observer pass: adds exp(s[r] - lse[r]) of R rows (logits s, 8 keys) to mass[8]. */
+AVX2_INLINE void avx2_add_mass(const float *lse, int R, const __m256 *s, float *mass) {
+    __m256 ms = _mm256_load_ps(mass);
+    for (int r = 0; r < R; r++)
+        if (lse[r] != -INFINITY) /* the row saw no key at all */
+            ms = _mm256_add_ps(ms, avx2_exp(_mm256_sub_ps(s[r], _mm256_set1_ps(lse[r]))));
+    _mm256_store_ps(mass, ms);
+}
+
+AVX2_INLINE int avx2_block_mask(const lkv_attn_block *b, const lkv_kv_run *run, int t0, int nk,
+                                int tok0, int tok1, int *need_mask, __m256i *pk) {
+    *need_mask = 0;
+    *pk = _mm256_setzero_si256();
+    if (!b->causal && b->window <= 0)
+        return 1;
+    int32_t pf = avx2_key_pos(run, t0), pl = avx2_key_pos(run, t0 + nk - 1);
+    if (avx2_span_masked(b, tok0, tok1, pf, pl))
+        return 0;
+    *need_mask = !avx2_span_visible(b, tok0, tok1, pf, pl);
+    if (*need_mask)
+        *pk = avx2_key_pos8(run, t0, nk);
+    return 1;
 }
 
 #include "kernels/x86/avx2/attn_decl.h"

@@ -18,5 +18,6 @@ void lkv_kernels_init_avx2(lkv_kernel_table *t) {
         t->attn_isa[dt] = LKV_ISA_AVX2;
         t->attn_observe_isa[dt] = LKV_ISA_AVX2;
     }
-    lkv_kernels_init_attn_quant_avx2(t); /* quantized K/V (attn_quant.c) */
+    lkv_kernels_init_attn_quant_avx2(t); /* int8 K/V (attn_quant.c) */
+    lkv_kernels_init_attn_kivi_avx2(t);  /* KIVI K/V (attn_kivi.c) */
 }

@@ -50,6 +50,14 @@ static inline int avx512_span_masked(const lkv_attn_block *b, int tok0, int tok1
 }
 
 /* 1 if every query row in tokens [tok0, tok1) sees every key in [pk_first, pk_last]. */
+/* A run no row of [tok0, tok1) tokens needs: empty, masked whole, or (in the
+ * observer pass, lse) without an observer array. */
+static inline int avx512_run_unused(const lkv_attn_block *b, const lkv_kv_run *run,
+                                    const float *lse, int tok0, int tok1) {
+    return run->n <= 0 || (lse && !run->obs) ||
+           avx512_span_masked(b, tok0, tok1, avx512_key_pos(run, 0), avx512_key_pos(run, run->n - 1));
+}
+
 static inline int avx512_span_visible(const lkv_attn_block *b, int tok0, int tok1,
                                       int32_t pk_first, int32_t pk_last) {
     int32_t q_first = b->q_pos[tok0], q_last = b->q_pos[tok1 - 1];
@@ -250,6 +258,24 @@ AVX512_INLINE __m512i avx512_key_pos16(const lkv_kv_run *run, int t0, int nk) {
                                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
                                                   14, 15));
     return _mm512_maskz_loadu_epi32(avx512_first(nk), run->pos + t0);
+}
+
+/* Keys [t0, t0 + nk) of a run against the rows of tokens [tok0, tok1):
+ * returns 0 when every key is masked for every row; else 1, with *need_mask
+ * set when some key is masked for some row, and then *pk their positions. */
+AVX512_INLINE int avx512_block_mask(const lkv_attn_block *b, const lkv_kv_run *run, int t0, int nk,
+                                    int tok0, int tok1, int *need_mask, __m512i *pk) {
+    *need_mask = 0;
+    *pk = _mm512_setzero_si512();
+    if (!b->causal && b->window <= 0)
+        return 1;
+    int32_t pf = avx512_key_pos(run, t0), pl = avx512_key_pos(run, t0 + nk - 1);
+    if (avx512_span_masked(b, tok0, tok1, pf, pl))
+        return 0;
+    *need_mask = !avx512_span_visible(b, tok0, tok1, pf, pl);
+    if (*need_mask)
+        *pk = avx512_key_pos16(run, t0, nk);
+    return 1;
 }
 
 #include "kernels/x86/avx512/attn_decl.h"

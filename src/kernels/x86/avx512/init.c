@@ -17,5 +17,6 @@ void lkv_kernels_init_avx512(lkv_kernel_table *t) {
         t->attn_isa[dt] = LKV_ISA_AVX512;
         t->attn_observe_isa[dt] = LKV_ISA_AVX512;
     }
-    lkv_kernels_init_attn_quant_avx512(t); /* quantized K/V (attn_quant.c) */
+    lkv_kernels_init_attn_quant_avx512(t); /* int8 K/V (attn_quant.c) */
+    lkv_kernels_init_attn_kivi_avx512(t);  /* KIVI K/V (attn_kivi.c) */
 }
