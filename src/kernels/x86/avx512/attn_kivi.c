@@ -67,33 +67,31 @@ static void run_factors(const lkv_attn_block *b, const lkv_kv_run *run, int bits
                         int rt1, qfac *f) {
     const int d = b->d; /* a multiple of 16 here, so of the chunk */
     const uint16_t *ka = run->k_aux; /* [2][d] half: scale, min */
-    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
-    /* 4-bit chunks are 8 channels: pair lanes (u, 4 + u) of each half */
-    const __m512i order = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
-    __m512 qs[MAXD / 16];
+    /* int16 order of 16 channels as the key words pair them: (u, 8 + u) for
+     * 2-bit, (u, 4 + u) in each half for 4-bit */
+    const __m512i order = bits == 2 ? _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)
+                                    : _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+    __m512 ks[MAXD / 16], km[MAXD / 16], qs[MAXD / 16];
+    for (int c = 0; c < d; c += 16) { /* the page's scales and mins, once for all rows */
+        ks[c / 16] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + c)));
+        km[c / 16] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + d + c)));
+    }
     for (int r = rt0; r < rt1; r++) {
         const float *q = avx512_query_row(b, r);
         __m512 m = _mm512_setzero_ps(), mx = _mm512_setzero_ps();
         for (int c = 0; c < d; c += 16) {
             __m512 qv = _mm512_loadu_ps(q + c);
-            __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + c)));
-            __m512 mn = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + d + c)));
-            qs[c / 16] = _mm512_mul_ps(qv, s);
+            qs[c / 16] = _mm512_mul_ps(qv, ks[c / 16]);
             mx = _mm512_max_ps(mx, _mm512_abs_ps(qs[c / 16]));
-            m = _mm512_fmadd_ps(qv, mn, m);
+            m = _mm512_fmadd_ps(qv, km[c / 16], m);
         }
         const float amax = _mm512_reduce_max_ps(mx);
         const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 32767.0f / amax : 0.0f);
         int32_t *qp = f->qp[r - rt0];
-        for (int c = 0; c < d; c += 16) {
-            /* 16 channels -> 8 pairs: (u, 8 + u) for 2-bit, (u, 4 + u) twice for 4-bit */
-            __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv));
-            if (bits == 4)
-                qi = _mm512_permutexvar_epi32(order, qi);
-            const __m256i lo = _mm512_castsi512_si256(_mm512_and_si512(qi, low16));
-            const __m256i hi = _mm512_extracti64x4_epi64(qi, 1);
-            _mm256_storeu_si256((__m256i *)(qp + c / 2), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 16)));
-        }
+        for (int c = 0; c < d; c += 16) /* 16 channels -> 8 int16 pairs */
+            _mm256_storeu_si256((__m256i *)(qp + c / 2),
+                                _mm512_cvtepi32_epi16(_mm512_permutexvar_epi32(
+                                    order, _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv)))));
         f->qa[r - rt0] = amax / 32767.0f;
         f->qm[r - rt0] = _mm512_reduce_add_ps(m);
     }
