@@ -616,41 +616,29 @@ static void run_skip(lkv_kv_run *r, int t, int d) {
  * become an f32 run of their own, inserted before it. runs has room for one
  * more. Returns the new number of runs. */
 static int split_part_tile(lkv_kv_run *runs, int n_runs, int skipped, int d, float *tmp) {
-    lkv_kv_run *r = &runs[0];
     const int off = skipped % LKV_KVQ_TILE;
-    if (n_runs == 0 || !lkv_kvq_bits(r->dtype) || off == 0)
+    if (n_runs == 0 || !lkv_kvq_bits(runs[0].dtype) || off == 0)
         return n_runs;
-    const int m = LKV_KVQ_TILE - off < r->n ? LKV_KVQ_TILE - off : r->n;
-    /* the original run, from its tile: token off is the clipped run's first */
-    const lkv_kv_run tile = *r;
-    const void *k = (const char *)tile.k - (size_t)off * lkv_kvq_row_bytes(tile.dtype, d);
-    const void *v = (const char *)tile.v - (size_t)off * lkv_kvq_row_bytes(tile.dtype, d);
-    const void *va = (const char *)tile.v_aux - (size_t)off * lkv_kvq_vaux_row_bytes(tile.dtype, d);
-    lkv_kvq_decode(tile.dtype, d, k, tile.k_aux, v, va, off, m, tmp, tmp + (size_t)LKV_KVQ_TILE * d);
-    lkv_kv_run part = tile;
+    const lkv_kv_run run = runs[0];
+    const int m = LKV_KVQ_TILE - off < run.n ? LKV_KVQ_TILE - off : run.n;
+    /* decode from the tile: the clipped run's first token is its token off */
+    const size_t rb = lkv_kvq_row_bytes(run.dtype, d);
+    lkv_kvq_decode(run.dtype, d, (const char *)run.k - (size_t)off * rb, run.k_aux,
+                   (const char *)run.v - (size_t)off * rb,
+                   (const char *)run.v_aux - (size_t)off * lkv_kvq_vaux_row_bytes(run.dtype, d),
+                   off, m, tmp, tmp + (size_t)LKV_KVQ_TILE * d);
+    lkv_kv_run part = run;
     part.dtype = LKV_DTYPE_F32;
     part.k = tmp;
     part.v = tmp + (size_t)LKV_KVQ_TILE * d;
     part.k_aux = part.v_aux = NULL;
     part.n = m;
-    if (m == r->n) {
-        runs[0] = part;
-        return n_runs;
-    }
-    memmove(runs + 2, runs + 1, (size_t)(n_runs - 1) * sizeof *runs);
-    lkv_kv_run rest = tile;
-    rest.k = (const char *)k + (size_t)LKV_KVQ_TILE * lkv_kvq_row_bytes(tile.dtype, d);
-    rest.v = (const char *)v + (size_t)LKV_KVQ_TILE * lkv_kvq_row_bytes(tile.dtype, d);
-    rest.v_aux = (const char *)va + (size_t)LKV_KVQ_TILE * lkv_kvq_vaux_row_bytes(tile.dtype, d);
-    if (rest.pos)
-        rest.pos += m;
-    else
-        rest.pos0 += m;
-    if (rest.obs)
-        rest.obs += m;
-    rest.n = tile.n - m;
     runs[0] = part;
-    runs[1] = rest;
+    if (m == run.n)
+        return n_runs;
+    memmove(runs + 2, runs + 1, (size_t)(n_runs - 1) * sizeof *runs);
+    runs[1] = run;
+    run_skip(&runs[1], m, d); /* now at the next tile */
     return n_runs + 1;
 }
 

@@ -7,7 +7,6 @@
  * Values: each value chunk dequantized in registers (vscale * code, shared by
  * the rows), then acc += p_t * v.
  */
-#include "kernels/kv_quant.h"
 #include "kernels/x86/avx2/attn_avx2.h"
 
 #define GROUP 4

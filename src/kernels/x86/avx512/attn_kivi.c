@@ -13,10 +13,14 @@
  *            into each token's int32 lane, for every row of the group;
  *            logit = scale * (qa * dot + qm). The dots are exact; the only
  *            error is the query's rounding, at most qa/2 per channel.
- *   values:  a value vector is 16 channels x P tokens; shift + mask +
- *            convert gives token t's codes of 16 channels, and one FMA per
- *            row adds w_t = p_t * vscale_t into the accumulator, plus
- *            sum_t p_t * vmin_t per group of 32 channels.
+ *   values:  w_t = p_t * vscale_t rounded to int16 with one scale per row and
+ *            softmax step, paired as the value words come (tokens m, m + P/2);
+ *            a value vector is 16 channels x P tokens, shift + mask leaves
+ *            the codes of both tokens of a pair as 16-bit words, and one
+ *            vpmaddwd / vpdpwssd per row adds them into int32 accumulators,
+ *            folded into acc after the step; sum_t p_t * vmin_t is kept as 16
+ *            partial sums per group and added to acc when the row tile ends.
+ * A softmax step takes a page (two tiles).
  * Head dims that are not a multiple of 16 go to the AVX2 kernels.
  */
 #include "kernels/kv_quant.h"
@@ -318,7 +322,7 @@ static inline void prefetch_bytes(const void *p, size_t n) {
         _mm_prefetch(c, _MM_HINT_T0);
 }
 static inline void prefetch_run(const lkv_kv_run *run, int d, size_t rb, int values) {
-    const size_t slots = (size_t)lkv_kvq_slots(LKV_DTYPE_KIVI2, run->n);
+    const size_t slots = (size_t)lkv_kvq_slots(run->dtype, run->n);
     prefetch_bytes(run->k, slots * rb);
     prefetch_bytes(run->k_aux, (size_t)4 * (size_t)d);
     if (values) {

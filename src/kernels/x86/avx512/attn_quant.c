@@ -12,7 +12,6 @@
  *            columns at a time.
  * Head dims that are not a multiple of 16 go to the AVX2 kernels.
  */
-#include "kernels/kv_quant.h"
 #include "kernels/x86/avx512/attn_avx512.h"
 
 #define GROUP 4      /* rows sharing one pass over a key block */
