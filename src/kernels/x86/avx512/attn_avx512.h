@@ -113,79 +113,47 @@ AVX512_INLINE __m512 avx512_exp(__m512 x) {
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
-/* max(a, b) when max, else a + b (max is a constant after inlining). */
-AVX512_INLINE __m512 avx512_op(__m512 a, __m512 b, int max) {
-    return max ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b);
-}
-
-/* Four vectors to lane L = [v0 | v1 | v2 | v3] reduced over the elements of
- * lane L (sums or maxima), with in-lane shuffles only. */
-AVX512_INLINE __m512 avx512_lanes4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, int max) {
-    __m512 t01 = avx512_op(_mm512_unpacklo_ps(v0, v1), _mm512_unpackhi_ps(v0, v1), max);
-    __m512 t23 = avx512_op(_mm512_unpacklo_ps(v2, v3), _mm512_unpackhi_ps(v2, v3), max);
-    return avx512_op(_mm512_shuffle_ps(t01, t23, 0x44), _mm512_shuffle_ps(t01, t23, 0xEE), max);
-}
-
-/* Lane r = the sum (or max) of all 16 lanes of v[r], for four vectors at once. */
-AVX512_INLINE __m128 avx512_reduce4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, int max) {
-    __m512 t = avx512_lanes4(v0, v1, v2, v3, max);
-    t = avx512_op(t, _mm512_shuffle_f32x4(t, t, _MM_SHUFFLE(1, 0, 3, 2)), max);
-    t = avx512_op(t, _mm512_shuffle_f32x4(t, t, _MM_SHUFFLE(2, 3, 0, 1)), max);
-    return _mm512_castps512_ps128(t);
-}
-
 /* Folds one key block's logits into the online-softmax state: the contract of
- * avx2_softmax_fold (x86/avx2/attn_avx2.h) for a block of n_vec x 16 keys and
- * R <= 4 rows. Row r's logits are s[u * s_stride + r] (u < n_vec); its
- * probabilities go to p[r * p_stride + 16 u ...]. The rows' m, l and alpha
- * live in the lanes of one vector, so the block costs one max, one exp pass
- * and one state update for all rows, with no round trip through scalars (the
- * serial chain that bounded decode with one update per row). Returns 0 if no
- * row saw a key, else 1, | 2 if some alpha is not 1 (acc must be rescaled). */
+ * avx2_softmax_fold (x86/avx2/attn_avx2.h) for a block of n_vec x 16 keys.
+ * Row r's logits are s[u * s_stride + r] (u < n_vec); its probabilities go to
+ * p[r * p_stride + 16 u ...]. One max, one exp pass and one state update per
+ * row for the whole block, whatever n_vec is. Returns 0 if no row saw a key,
+ * else 1, | 2 if some alpha is not 1 (acc must be rescaled). */
 AVX512_INLINE int avx512_softmax_fold_n(const lkv_attn_block *b, int r0, int R, const __m512 *s,
                                         int s_stride, int n_vec, float *p, int p_stride,
                                         float *alpha, float **acc) {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 mx[4];
+    int any = 0, rescale = 0;
 #pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-        mx[r] = r < R ? s[r] : ninf;
-        for (int u = 1; r < R && u < n_vec; u++)
-            mx[r] = _mm512_max_ps(mx[r], s[u * s_stride + r]);
-    }
-    const __mmask8 rows = (__mmask8)((1u << R) - 1);
-    const __m128 bm = avx512_reduce4(mx[0], mx[1], mx[2], mx[3], 1);
-    const __mmask8 seen = _mm_mask_cmp_ps_mask(rows, bm, _mm_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-    if (!seen)
-        return 0;
-    const __m128 m_old = _mm_mask_loadu_ps(_mm_set1_ps(-INFINITY), rows, b->m + r0);
-    const __m128 m_new = _mm_max_ps(m_old, bm);
-    const __mmask8 moved = _mm_mask_cmp_ps_mask(seen, m_new, m_old, _CMP_GT_OQ);
-    /* alpha = e^(m_old - m_new) where the max moved (0 when m_old was -inf), else 1 */
-    const __m128 e = _mm512_castps512_ps128(
-        avx512_exp(_mm512_zextps128_ps512(_mm_sub_ps(m_old, m_new))));
-    const __m128 al = _mm_mask_mov_ps(_mm_set1_ps(1.0f), moved, e);
-    __m512 sum[4];
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++) {
-        sum[r] = _mm512_setzero_ps();
-        if (r >= R)
+    for (int r = 0; r < R; r++) {
+        int row = r0 + r;
+        acc[r] = b->acc + (size_t)row * b->d;
+        alpha[r] = 1.0f;
+        __m512 mx = s[r];
+        for (int u = 1; u < n_vec; u++)
+            mx = _mm512_max_ps(mx, s[u * s_stride + r]);
+        float bm = _mm512_reduce_max_ps(mx);
+        if (bm == -INFINITY) { /* the row sees no key of the block */
+            for (int u = 0; u < n_vec; u++)
+                _mm512_store_ps(p + (size_t)r * p_stride + 16 * u, _mm512_setzero_ps());
             continue;
-        acc[r] = b->acc + (size_t)(r0 + r) * b->d;
-        const __m512 mv = _mm512_permutexvar_ps(_mm512_set1_epi32(r), _mm512_castps128_ps512(m_new));
-        const __mmask16 on = (seen >> r) & 1 ? (__mmask16)0xFFFF : 0; /* else p = 0 */
-        for (int u = 0; u < n_vec; u++) {
-            __m512 pv = _mm512_maskz_mov_ps(on, avx512_exp(_mm512_sub_ps(s[u * s_stride + r], mv)));
-            _mm512_store_ps(p + (size_t)r * p_stride + 16 * u, pv);
-            sum[r] = _mm512_add_ps(sum[r], pv);
         }
+        float m_old = b->m[row], m_new = m_old > bm ? m_old : bm;
+        if (m_new > m_old) {
+            alpha[r] = expf(m_old - m_new); /* 0 when m was -inf */
+            rescale = 1;
+        }
+        const __m512 mv = _mm512_set1_ps(m_new);
+        __m512 sum = _mm512_setzero_ps();
+        for (int u = 0; u < n_vec; u++) {
+            __m512 pv = avx512_exp(_mm512_sub_ps(s[u * s_stride + r], mv));
+            _mm512_store_ps(p + (size_t)r * p_stride + 16 * u, pv);
+            sum = _mm512_add_ps(sum, pv);
+        }
+        b->l[row] = b->l[row] * alpha[r] + _mm512_reduce_add_ps(sum);
+        b->m[row] = m_new;
+        any = 1;
     }
-    const __m128 l_old = _mm_maskz_loadu_ps(rows, b->l + r0);
-    const __m128 l_new = _mm_fmadd_ps(l_old, al, avx512_reduce4(sum[0], sum[1], sum[2], sum[3], 0));
-    _mm_mask_storeu_ps(b->l + r0, seen, l_new);
-    _mm_mask_storeu_ps(b->m + r0, seen, m_new);
-    _mm_mask_storeu_ps(alpha, rows, al);
-    return 1 | (moved ? 2 : 0);
+    return any ? 1 | (rescale << 1) : 0;
 }
 
 /* The same for one vector of 16 keys per row: s[r], p[r][16]. */
@@ -225,7 +193,9 @@ static inline __m512 avx512_keys16(__m512 t0, __m512 t1, __m512 t2, __m512 t3) {
 /* Four keys' accumulators to lane L = [k0 | k1 | k2 | k3] partial sums (of
  * the elements of lane L), with in-lane shuffles only. */
 static inline __m512 avx512_quad_lanes(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
-    return avx512_lanes4(a0, a1, a2, a3, 0);
+    __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    return _mm512_add_ps(_mm512_shuffle_ps(s01, s23, 0x44), _mm512_shuffle_ps(s01, s23, 0xEE));
 }
 
 /* Two quad_lanes results (keys 0-3 in x, 4-7 in y) to [x L0+L2 | x L1+L3 |

@@ -20,8 +20,7 @@
  *            vpmaddwd / vpdpwssd per row adds them into int32 accumulators,
  *            folded into acc after the step; sum_t p_t * vmin_t is kept as 16
  *            partial sums per group and added to acc when the row tile ends.
- * A softmax step takes a page (two tiles); its value pass runs one page late,
- * after the next page's logits (see kpend).
+ * A softmax step takes a page (two tiles).
  * Head dims that are not a multiple of 16 go to the AVX2 kernels.
  */
 #include "kernels/kv_quant.h"
@@ -58,21 +57,7 @@ void lkv_attn_observe_kivi4_avx2(const lkv_attn_block *b, const float *lse,
 void lkv_attn_observe_kivi2_avx2(const lkv_attn_block *b, const float *lse,
                                  const lkv_kv_run *runs, int n_runs);
 
-/* A page of one row group whose softmax and int16 value weights are done and
- * whose value pass is not: it runs after the next page's logits, so the
- * serial chain from the logits to the weights (max, exp, the weights' scale)
- * has independent work behind it instead of the value pass waiting on it. */
-typedef struct kpend {
-    int32_t wp[GROUP][MAXG][2 * 8] __attribute__((aligned(64))); /* paired weights */
-    float beta[GROUP], alpha[GROUP];
-    float *acc[GROUP];
-    const uint8_t *vt[2]; /* value tiles */
-    int nk[2];
-    int nt; /* tiles; 0: nothing pending */
-    int rescale;
-} kpend;
-
-/* Per-row key factors of one run for a row tile, and its groups' pending pages. */
+/* Per-row key factors of one run for a row tile. */
 typedef struct qfac {
     int32_t qp[ROW_TILE][MAXD / 2]; /* [rows][chunk][u]: int16 pair (u, u + P/2) */
     float qa[ROW_TILE];             /* scale of the int16 query */
@@ -80,7 +65,6 @@ typedef struct qfac {
     /* sum_t p_t * vmin_{t,g} as 16 partial sums, rescaled with acc; added to
      * acc once, when the row tile is done (one reduction per group, not per tile) */
     float mv[ROW_TILE][MAXG][16] __attribute__((aligned(64)));
-    kpend pend[ROW_TILE / GROUP];
 } qfac;
 
 static void run_factors(const lkv_attn_block *b, const lkv_kv_run *run, int bits, int rt0,
@@ -155,17 +139,13 @@ AVX512_INLINE void tile_logits(const lkv_attn_block *b, const qfac *f, int r0, i
 }
 
 /* acc_r = alpha_r acc_r + beta_r * sum_t wq[r][g][t] * code_t for the nv
- * (1..4) 16-channel vectors from vector c0, over the values of the page pd
- * (nt tiles at vt[u], nk[u] keys); wq are the int16 weights, paired as the
- * value words come (tokens m, m + P/2 of each P-token group):
- * wp[r][g][8u + pair]. */
-AVX512_INLINE void tile_values(const kpend *pd, int R, size_t group_words, int c0, int nv,
-                               int bits) {
-    float *const *acc = pd->acc;
-    const int32_t (*wp)[MAXG][2 * 8] = pd->wp;
-    const float *beta = pd->beta, *alpha = pd->alpha;
-    const uint8_t *const *vt = pd->vt;
-    const int *nk = pd->nk, nt = pd->nt, rescale = pd->rescale;
+ * (1..4) 16-channel vectors from vector c0, over the values of nt tiles (at
+ * vt[u], nk[u] keys); wq are the int16 weights, paired as the value words come
+ * (tokens m, m + P/2 of each P-token group): wp[r][g][8u + pair]. */
+AVX512_INLINE void tile_values(float *const *acc, int R, const int32_t (*wp)[MAXG][2 * 8],
+                               const float *beta, const float *alpha, int rescale,
+                               const uint8_t *const *vt, const int *nk, int nt,
+                               size_t group_words, int c0, int nv, int bits) {
     const int P = 32 / bits, H = P / 2;
     const uint32_t lane = (1u << bits) - 1;
     const __m512i mask = _mm512_set1_epi32((int)(lane | lane << 16));
@@ -214,42 +194,21 @@ typedef struct ktile {
     int t0, nk, need_mask;
 } ktile;
 
-/* The pending page's value pass into acc of its R rows (d / 16 vectors in
- * steps of up to 4), and clears it. */
-AVX512_INLINE void page_values(int d, int R, kpend *pd, size_t rb, int bits) {
-    const size_t gw = rb * 8 / (size_t)bits; /* C: words per token group */
-    const int nv = d / 16;
-    int c = 0;
-    for (; c + 4 <= nv; c += 4)
-        tile_values(pd, R, gw, c, 4, bits);
-    switch (nv - c) {
-    case 3: tile_values(pd, R, gw, c, 3, bits); break;
-    case 2: tile_values(pd, R, gw, c, 2, bits); break;
-    case 1: tile_values(pd, R, gw, c, 1, bits); break;
-    default: break;
-    }
-    pd->nt = 0;
-}
-
-/* Folds nt (1 or 2) tiles of one run into rows r0 .. r0+R-1 (one softmax
- * update for up to 32 keys, a KIVI page): their logits, then the value pass
- * of the page pending before (if any), then their softmax and value weights,
- * which leave this page pending in *pd. */
+/* Folds nt (1 or 2) tiles of one run into rows r0 .. r0+R-1: one softmax
+ * update and one value pass for up to 32 keys (a KIVI page). */
 AVX512_INLINE void block_rows(const lkv_attn_block *b, qfac *f, int r0, int rr0, int R,
-                              const lkv_kv_run *run, const ktile *kt, int nt, size_t rb, int bits,
-                              kpend *pd) {
+                              const lkv_kv_run *run, const ktile *kt, int nt, size_t rb, int bits) {
     __m512 s[2][GROUP];
     for (int u = 0; u < nt; u++)
         tile_logits(b, f, r0, rr0, R, (const uint8_t *)run->k + (size_t)kt[u].t0 * rb, kt[u].nk,
                     kt[u].pk, kt[u].need_mask, bits, s[u]);
-    if (pd->nt)
-        page_values(b->d, R, pd, rb, bits);
     float p[GROUP][32] __attribute__((aligned(64)));
-    float *const alpha = pd->alpha;
-    const int fold = avx512_softmax_fold_n(b, r0, R, &s[0][0], GROUP, nt, &p[0][0], 32, alpha, pd->acc);
+    float alpha[GROUP];
+    float *acc[GROUP];
+    const int fold = avx512_softmax_fold_n(b, r0, R, &s[0][0], GROUP, nt, &p[0][0], 32, alpha, acc);
     if (!fold)
         return;
-    const int ng = lkv_kvq_vgroups(b->d), rescale = fold >> 1;
+    const int d = b->d, ng = lkv_kvq_vgroups(d), rescale = fold >> 1;
     /* per (row, group): w = p o vscale over the keys, rounded to int16 with
      * one scale beta per row and paired as the value words come; the min
      * terms p o vmin go to f->mv */
@@ -271,6 +230,8 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, qfac *f, int r0, int rr0,
         }
     }
     const float vsmax = _mm512_reduce_max_ps(mx);
+    float beta[GROUP];
+    int32_t wp[GROUP][MAXG][2 * 8] __attribute__((aligned(64)));
     /* 4-bit words hold 8 tokens: pair lanes (m, 4 + m) of each half */
     const __m512i order = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
 #pragma GCC unroll 4
@@ -278,7 +239,7 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, qfac *f, int r0, int rr0,
         const __m512 p0 = _mm512_load_ps(p[r]), p1 = _mm512_load_ps(p[r] + 16);
         const float pmax = _mm512_reduce_max_ps(nt > 1 ? _mm512_max_ps(p0, p1) : p0);
         const float wmax = pmax * vsmax; /* >= every p_t * vs_t */
-        pd->beta[r] = wmax / 32767.0f;
+        beta[r] = wmax / 32767.0f;
         const __m512 inv = _mm512_set1_ps(wmax > 0.0f ? 32767.0f / wmax : 0.0f);
         for (int u = 0; u < nt; u++)
             for (int g = 0; g < ng; g++) {
@@ -286,15 +247,27 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, qfac *f, int r0, int rr0,
                 if (bits == 4)
                     wi = _mm512_permutexvar_epi32(order, wi);
                 const __m256i lo = _mm512_castsi512_si256(wi), hi = _mm512_extracti64x4_epi64(wi, 1);
-                _mm256_store_si256((__m256i *)(pd->wp[r][g] + 8 * u), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 16)));
+                _mm256_store_si256((__m256i *)(wp[r][g] + 8 * u), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 16)));
             }
     }
+    const uint8_t *vt[2];
+    int nk[2];
     for (int u = 0; u < nt; u++) {
-        pd->vt[u] = (const uint8_t *)run->v + (size_t)kt[u].t0 * rb;
-        pd->nk[u] = kt[u].nk;
+        vt[u] = (const uint8_t *)run->v + (size_t)kt[u].t0 * rb;
+        nk[u] = kt[u].nk;
     }
-    pd->rescale = rescale;
-    pd->nt = nt;
+    const size_t group_words = rb * 8 / (size_t)bits; /* C: words per token group */
+    const int nv = d / 16;
+    const int32_t (*w)[MAXG][16] = (const int32_t (*)[MAXG][16])wp;
+    int c = 0;
+    for (; c + 4 <= nv; c += 4)
+        tile_values(acc, R, w, beta, alpha, rescale, vt, nk, nt, group_words, c, 4, bits);
+    switch (nv - c) {
+    case 3: tile_values(acc, R, w, beta, alpha, rescale, vt, nk, nt, group_words, c, 3, bits); break;
+    case 2: tile_values(acc, R, w, beta, alpha, rescale, vt, nk, nt, group_words, c, 2, bits); break;
+    case 1: tile_values(acc, R, w, beta, alpha, rescale, vt, nk, nt, group_words, c, 1, bits); break;
+    default: break;
+    }
 }
 
 AVX512_INLINE void tile_observe(const lkv_attn_block *b, const qfac *f, const float *lse, int r0,
@@ -312,35 +285,16 @@ AVX512_INLINE void tile_observe(const lkv_attn_block *b, const qfac *f, const fl
     }
 }
 
-/* Folds nt tiles into every row group of [rt0, rt1) (each group's page stays
- * pending in f->pend until its next one). */
+/* Folds nt tiles into every row group of [rt0, rt1). */
 AVX512_INLINE void fold_tiles(const lkv_attn_block *b, qfac *f, int rt0, int rt1,
                               const lkv_kv_run *run, const ktile *kt, int nt, size_t rb, int bits) {
-    for (int g = rt0; g < rt1; g += GROUP) {
-        kpend *pd = &f->pend[(g - rt0) / GROUP];
+    for (int g = rt0; g < rt1; g += GROUP)
         switch (rt1 - g < GROUP ? rt1 - g : GROUP) {
-        case 1: block_rows(b, f, g, g - rt0, 1, run, kt, nt, rb, bits, pd); break;
-        case 2: block_rows(b, f, g, g - rt0, 2, run, kt, nt, rb, bits, pd); break;
-        case 3: block_rows(b, f, g, g - rt0, 3, run, kt, nt, rb, bits, pd); break;
-        default: block_rows(b, f, g, g - rt0, 4, run, kt, nt, rb, bits, pd); break;
+        case 1: block_rows(b, f, g, g - rt0, 1, run, kt, nt, rb, bits); break;
+        case 2: block_rows(b, f, g, g - rt0, 2, run, kt, nt, rb, bits); break;
+        case 3: block_rows(b, f, g, g - rt0, 3, run, kt, nt, rb, bits); break;
+        default: block_rows(b, f, g, g - rt0, 4, run, kt, nt, rb, bits); break;
         }
-    }
-}
-
-/* The value passes still pending for the groups of [rt0, rt1). */
-AVX512_INLINE void flush_tiles(const lkv_attn_block *b, qfac *f, int rt0, int rt1, size_t rb,
-                               int bits) {
-    for (int g = rt0; g < rt1; g += GROUP) {
-        kpend *pd = &f->pend[(g - rt0) / GROUP];
-        if (!pd->nt)
-            continue;
-        switch (rt1 - g < GROUP ? rt1 - g : GROUP) {
-        case 1: page_values(b->d, 1, pd, rb, bits); break;
-        case 2: page_values(b->d, 2, pd, rb, bits); break;
-        case 3: page_values(b->d, 3, pd, rb, bits); break;
-        default: page_values(b->d, 4, pd, rb, bits); break;
-        }
-    }
 }
 
 /* Adds the observer mass of one tile, summed over rows [rt0, rt1), to its slots. */
@@ -389,8 +343,6 @@ AVX512_INLINE void attn_kivi(const lkv_attn_block *b, const float *lse, const lk
             for (int r = rt0; r < rt1; r++)
                 for (int g = 0; g < ng; g++)
                     _mm512_store_ps(f.mv[r - rt0][g], _mm512_setzero_ps());
-        for (int i = 0; i < ROW_TILE / GROUP; i++)
-            f.pend[i].nt = 0;
         for (int ri = 0; ri < n_runs; ri++) {
             const lkv_kv_run *run = &runs[ri];
             if (avx512_run_unused(b, run, lse, tok0, tok1))
@@ -419,8 +371,6 @@ AVX512_INLINE void attn_kivi(const lkv_attn_block *b, const float *lse, const lk
             if (nt)
                 fold_tiles(b, &f, rt0, rt1, run, kt, nt, rb, bits);
         }
-        if (!lse) /* the last values (before the min terms: a value pass rescales acc) */
-            flush_tiles(b, &f, rt0, rt1, rb, bits);
         if (!lse) /* the min terms, one reduction per (row, group) */
             for (int r = rt0; r < rt1; r++) {
                 float *acc = b->acc + (size_t)r * b->d;

@@ -7,26 +7,30 @@
  *   - logits: per segment, 16 dot products accumulated along d 4 keys at a
  *     time (every loaded K vector feeds all the group's rows) and reduced
  *     together by one shuffle tree;
- *   - one online-softmax update for the whole block and all the group's rows
- *     at once (their max, sum and state in the lanes of one vector; acc is
- *     rescaled only when a max moved);
+ *   - one online-softmax update per row for the whole block (max, exp and the
+ *     state update over 4 vectors at once; acc is rescaled only when the max
+ *     moved);
  *   - acc += P.V with V converted in registers, the accumulators of up to 64
  *     columns x 4 rows held in registers while all the block's keys go by.
- *     This step runs one block late, after the next block's logits, so the
- *     softmax's serial chain overlaps independent work (for up to PIPE_GROUPS
- *     groups, the decode case; more rows fold each block whole).
  * Folding 64 keys at a time rather than 16 (or one run at a time) takes the
- * serial part of the softmax off the critical path four times less often, and
- * loads and stores acc four times less.
+ * serial part of the softmax (reductions, exp, scalar state) off the critical
+ * path four times less often, and loads and stores acc four times less.
  * Keys are software-prefetched a fixed distance ahead along the runs, across
- * run boundaries, four keys at a time between the dot products' loads. Head
- * dims: multiples of 8 (a last half vector of 8 columns when d % 16 == 8).
+ * run boundaries, a segment at a time. Head dims: multiples of 8 (a last half
+ * vector of 8 columns when d % 16 == 8).
+ * Measured and not kept (2026-11-22, `longkv bench attn --op decode`): the
+ * softmax state of a group's rows in the lanes of one vector (slower for 3
+ * rows, even for 4); the P.V step one block late, behind the next block's
+ * logits; prefetches four keys at a time between the dot loads. Together they
+ * took 4/1/128 f16 with K/V in cache from 0.25 to 0.21-0.22 ms per 16k keys
+ * and 32/8/128 from DRAM at ~70 GB/s from 10.3-10.7 to 9.3-9.8 ms, but at
+ * ~48 GB/s 32/8/128 went from 14.2-14.4 to 14.9-15.1 ms and 9/3/64 f32 from
+ * 4.3-4.6 to 5.3-5.5 ms.
  */
 #include "kernels/x86/avx512/attn_avx512.h"
 
 #define GROUP 4              /* rows sharing one pass over a key block */
 #define SEGS 4               /* segments (of up to 16 keys) per key block, at most */
-#define PIPE_GROUPS 2        /* row groups whose P.V can lag one block (more: none lags) */
 #define BLOCK_BYTES 4096     /* K (and V) bytes per key block, at most (measured best) */
 #define ROW_TILE_FLOATS 8192 /* Q floats kept in L1 while the keys stream */
 #define PREFETCH_BYTES 4096  /* software prefetch distance per stream (measured best) */
@@ -48,65 +52,6 @@ AVX512_INLINE __m512 load_q(const float *q, int c, int half) {
     return half ? _mm512_zextps256_ps512(_mm256_loadu_ps(q + c)) : _mm512_loadu_ps(q + c);
 }
 
-/* Prefetches (into L1) the rows of keys [t, t + n) of K or V at base. Dense
- * rows are one contiguous range; strided rows are prefetched row by row.
- * Forced inline: GCC's IPA analysis takes a function that only prefetches for
- * one without side effects, and deletes the calls. */
-AVX512_INLINE void prefetch_keys(const void *base, int t, int n, size_t ks, size_t row_bytes,
-                                 size_t es) {
-    const char *p = (const char *)base + (size_t)t * ks * es;
-    if (ks * es == row_bytes) {
-        const char *end = p + (size_t)n * row_bytes;
-        for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < end; p += 64)
-            _mm_prefetch(p, _MM_HINT_T0);
-        return;
-    }
-    for (int j = 0; j < n; j++, p += ks * es)
-        for (size_t o = 0; o < row_bytes; o += 64)
-            _mm_prefetch(p + o, _MM_HINT_T0);
-}
-
-/* A cursor that runs a fixed number of keys ahead of the folding along the
- * runs (across run boundaries: paged caches give short runs) and prefetches
- * the K (and V) rows it passes. */
-typedef struct prefetcher {
-    const lkv_kv_run *runs;
-    int n_runs, ri, t; /* next key to prefetch: runs[ri], key t */
-    size_t ks, row_bytes, es;
-    int with_v;
-} prefetcher;
-
-AVX512_INLINE void prefetcher_advance(prefetcher *pf, int n, int fetch) {
-    while (n > 0 && pf->ri < pf->n_runs) {
-        const lkv_kv_run *run = &pf->runs[pf->ri];
-        int take = run->n - pf->t < n ? run->n - pf->t : n;
-        if (fetch && take > 0) {
-            prefetch_keys(run->k, pf->t, take, pf->ks, pf->row_bytes, pf->es);
-            if (pf->with_v)
-                prefetch_keys(run->v, pf->t, take, pf->ks, pf->row_bytes, pf->es);
-        }
-        pf->t += take;
-        n -= take;
-        if (pf->t >= run->n) {
-            pf->ri++;
-            pf->t = 0;
-        }
-    }
-}
-
-static void prefetcher_init(prefetcher *pf, const lkv_attn_block *b, const lkv_kv_run *runs,
-                            int n_runs, lkv_dtype dt, int with_v) {
-    pf->runs = runs;
-    pf->n_runs = n_runs;
-    pf->ri = pf->t = 0;
-    pf->es = avx512_dtype_bytes(dt);
-    pf->ks = avx512_kv_stride(b);
-    pf->row_bytes = (size_t)b->d * pf->es;
-    pf->with_v = with_v;
-    int ahead = (int)(PREFETCH_BYTES / pf->row_bytes);
-    prefetcher_advance(pf, ahead < 16 ? 16 : ahead, 0); /* the first keys: demand misses */
-}
-
 /* a[r][i] += q_r[c..] * k_i[c..] for the four keys k + (key + i) * ks. */
 AVX512_INLINE void quad_step(const float *const *qr, int R, const void *k, size_t k0, size_t ks,
                              int c, int half, lkv_dtype dt, __m512 (*a)[4]) {
@@ -124,14 +69,10 @@ AVX512_INLINE void quad_step(const float *const *qr, int R, const void *k, size_
 }
 
 /* t[r] = lane L: [q_r.k0 | q_r.k1 | q_r.k2 | q_r.k3] over the elements of
- * lane L, for the four keys k + (key + i) * ks. Advances the prefetcher (if
- * any) by four keys: a few lines at a time between the loads, as a burst of a
- * whole segment's lines (128 at d = 128 in f16) measured slower from DRAM. */
+ * lane L, for the four keys k + (key + i) * ks. */
 AVX512_INLINE void quad_dots(const float *const *qr, int R, const void *k, size_t key, size_t ks,
-                             int d, lkv_dtype dt, __m512 *t, prefetcher *pf) {
+                             int d, lkv_dtype dt, __m512 *t) {
     __m512 a[GROUP][4];
-    if (pf)
-        prefetcher_advance(pf, 4, 1);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm512_setzero_ps();
@@ -148,10 +89,10 @@ AVX512_INLINE void quad_dots(const float *const *qr, int R, const void *k, size_
 
 /* Keys 8h .. 8h+7 of the 16 at k, as avx512_lanes_pair results. */
 AVX512_INLINE void octet_dots(const float *const *qr, int R, const void *k, size_t key,
-                              size_t ks, int d, lkv_dtype dt, __m512 *x, prefetcher *pf) {
+                              size_t ks, int d, lkv_dtype dt, __m512 *x) {
     __m512 t0[GROUP], t1[GROUP];
-    quad_dots(qr, R, k, key, ks, d, dt, t0, pf);
-    quad_dots(qr, R, k, key + 4, ks, d, dt, t1, pf);
+    quad_dots(qr, R, k, key, ks, d, dt, t0);
+    quad_dots(qr, R, k, key + 4, ks, d, dt, t1);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         x[r] = avx512_lanes_pair(t0[r], t1[r]);
@@ -160,10 +101,10 @@ AVX512_INLINE void octet_dots(const float *const *qr, int R, const void *k, size
 /* out[r] (lane j) = q_r . k_j for 16 consecutive keys k_j = k + j*ks. Each
  * quad is reduced as soon as it is done, so few vectors stay live. */
 AVX512_INLINE void dots16(const float *const *qr, int R, const void *k, size_t ks, int d,
-                          lkv_dtype dt, __m512 *out, prefetcher *pf) {
+                          lkv_dtype dt, __m512 *out) {
     __m512 x[GROUP], y[GROUP];
-    octet_dots(qr, R, k, 0, ks, d, dt, x, pf);
-    octet_dots(qr, R, k, 8, ks, d, dt, y, pf);
+    octet_dots(qr, R, k, 0, ks, d, dt, x);
+    octet_dots(qr, R, k, 8, ks, d, dt, y);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         out[r] = avx512_lanes_final(x[r], y[r]);
@@ -205,17 +146,14 @@ typedef struct tile_rows {
 } tile_rows;
 
 /* Logits (scaled, capped, masked) of R rows (queries qr, positions qp)
- * against one segment, advancing the prefetcher (if any) by its keys. */
+ * against one segment. */
 AVX512_INLINE void seg_logits(const lkv_attn_block *b, int R, const float *const *qr,
                               const int32_t *qp, const key_seg *sg, size_t ks, lkv_dtype dt,
-                              __m512 *s, prefetcher *pf) {
-    if (sg->n == 16) {
-        dots16(qr, R, sg->k, ks, b->d, dt, s, pf);
-    } else {
-        if (pf)
-            prefetcher_advance(pf, sg->n, 1);
+                              __m512 *s) {
+    if (sg->n == 16)
+        dots16(qr, R, sg->k, ks, b->d, dt, s);
+    else
         dots_tail(qr, R, sg->k, ks, b->d, sg->n, dt, s);
-    }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         __mmask16 vis = sg->need_mask ? avx512_visible16(b, qp[r], sg->pk, sg->n)
@@ -295,59 +233,98 @@ AVX512_INLINE void pv_cols(float *const *acc, int R, const float *p, const float
         }
 }
 
-/* A key block of one row group whose softmax is done and whose P.V is not:
- * its P.V runs after the next block's logits, so the softmax's serial chain
- * has independent work (the next dots) behind it instead of the P.V waiting
- * on it. */
-typedef struct pending {
+/* Prefetches (into L1) the rows of keys [t, t + n) of K or V at base. Dense
+ * rows are one contiguous range; strided rows are prefetched row by row.
+ * Forced inline: GCC's IPA analysis takes a function that only prefetches for
+ * one without side effects, and deletes the calls. */
+AVX512_INLINE void prefetch_keys(const void *base, int t, int n, size_t ks, size_t row_bytes,
+                                 size_t es) {
+    const char *p = (const char *)base + (size_t)t * ks * es;
+    if (ks * es == row_bytes) {
+        const char *end = p + (size_t)n * row_bytes;
+        for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < end; p += 64)
+            _mm_prefetch(p, _MM_HINT_T0);
+        return;
+    }
+    for (int j = 0; j < n; j++, p += ks * es)
+        for (size_t o = 0; o < row_bytes; o += 64)
+            _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
+/* A cursor that runs a fixed number of keys ahead of the folding along the
+ * runs (across run boundaries: paged caches give short runs) and prefetches
+ * the K (and V) rows it passes. */
+typedef struct prefetcher {
+    const lkv_kv_run *runs;
+    int n_runs, ri, t; /* next key to prefetch: runs[ri], key t */
+    size_t ks, row_bytes, es;
+    int with_v;
+} prefetcher;
+
+AVX512_INLINE void prefetcher_advance(prefetcher *pf, int n, int fetch) {
+    while (n > 0 && pf->ri < pf->n_runs) {
+        const lkv_kv_run *run = &pf->runs[pf->ri];
+        int take = run->n - pf->t < n ? run->n - pf->t : n;
+        if (fetch && take > 0) {
+            prefetch_keys(run->k, pf->t, take, pf->ks, pf->row_bytes, pf->es);
+            if (pf->with_v)
+                prefetch_keys(run->v, pf->t, take, pf->ks, pf->row_bytes, pf->es);
+        }
+        pf->t += take;
+        n -= take;
+        if (pf->t >= run->n) {
+            pf->ri++;
+            pf->t = 0;
+        }
+    }
+}
+
+static void prefetcher_init(prefetcher *pf, const lkv_attn_block *b, const lkv_kv_run *runs,
+                            int n_runs, lkv_dtype dt, int with_v) {
+    pf->runs = runs;
+    pf->n_runs = n_runs;
+    pf->ri = pf->t = 0;
+    pf->es = avx512_dtype_bytes(dt);
+    pf->ks = avx512_kv_stride(b);
+    pf->row_bytes = (size_t)b->d * pf->es;
+    pf->with_v = with_v;
+    int ahead = (int)(PREFETCH_BYTES / pf->row_bytes);
+    prefetcher_advance(pf, ahead < 16 ? 16 : ahead, 0); /* the first keys: demand misses */
+}
+
+/* Folds one key block (n_seg segments) into the state of rows r0 .. r0+R-1. */
+AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const float *const *qr,
+                              const int32_t *qp, const key_seg *sg, int n_seg, size_t ks,
+                              prefetcher *pf, lkv_dtype dt) {
+    __m512 s[SEGS][GROUP];
+    for (int u = 0; u < n_seg; u++) {
+        if (pf) /* spread over the block, so the prefetches never come in one burst */
+            prefetcher_advance(pf, sg[u].n, 1);
+        seg_logits(b, R, qr, qp, &sg[u], ks, dt, s[u]);
+    }
     float p[GROUP][SEGS * 16] __attribute__((aligned(64)));
     float alpha[GROUP];
     float *acc[GROUP];
-    key_seg sg[SEGS];
-    int n_seg; /* 0: nothing pending */
-    int rescale;
-} pending;
-
-/* Folds the pending block's P.V into acc of its R rows, and clears it. */
-AVX512_INLINE void block_pv(const lkv_attn_block *b, int R, pending *pd, size_t ks, lkv_dtype dt) {
-    const int d = b->d, n = pd->n_seg, rs = pd->rescale;
-    const float *p = &pd->p[0][0];
-    float *const *acc = pd->acc;
-    int c = 0;
-    for (; c + 64 <= d; c += 64)
-        pv_cols(acc, R, p, pd->alpha, rs, pd->sg, n, ks, c, 4, 0, dt);
-    switch ((d - c) / 8) { /* 8-column units left: full vectors, then a half */
-    case 7: pv_cols(acc, R, p, pd->alpha, rs, pd->sg, n, ks, c, 3, 1, dt); break;
-    case 6: pv_cols(acc, R, p, pd->alpha, rs, pd->sg, n, ks, c, 3, 0, dt); break;
-    case 5: pv_cols(acc, R, p, pd->alpha, rs, pd->sg, n, ks, c, 2, 1, dt); break;
-    case 4: pv_cols(acc, R, p, pd->alpha, rs, pd->sg, n, ks, c, 2, 0, dt); break;
-    case 3: pv_cols(acc, R, p, pd->alpha, rs, pd->sg, n, ks, c, 1, 1, dt); break;
-    case 2: pv_cols(acc, R, p, pd->alpha, rs, pd->sg, n, ks, c, 1, 0, dt); break;
-    case 1: pv_cols(acc, R, p, pd->alpha, rs, pd->sg, n, ks, c, 0, 1, dt); break;
-    default: break;
-    }
-    pd->n_seg = 0;
-}
-
-/* One key block (n_seg segments) for rows r0 .. r0+R-1: its logits, then the
- * P.V of the block pending before it (if any), then its softmax, which leaves
- * it pending in *pd. */
-AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const float *const *qr,
-                              const int32_t *qp, const key_seg *sg, int n_seg, size_t ks,
-                              prefetcher *pf, lkv_dtype dt, pending *pd) {
-    __m512 s[SEGS][GROUP];
-    for (int u = 0; u < n_seg; u++)
-        seg_logits(b, R, qr, qp, &sg[u], ks, dt, s[u], pf);
-    if (pd->n_seg)
-        block_pv(b, R, pd, ks, dt);
-    const int fold = avx512_softmax_fold_n(b, r0, R, &s[0][0], GROUP, n_seg, &pd->p[0][0],
-                                           SEGS * 16, pd->alpha, pd->acc);
+    const int fold = avx512_softmax_fold_n(b, r0, R, &s[0][0], GROUP, n_seg, &p[0][0], SEGS * 16,
+                                           alpha, acc);
     if (!fold)
         return;
-    pd->rescale = fold >> 1;
-    pd->n_seg = n_seg;
-    for (int u = 0; u < n_seg; u++)
-        pd->sg[u] = sg[u];
+    const int rescale = fold >> 1;
+    const int d = b->d;
+    const float *pp = &p[0][0];
+    int c = 0;
+    for (; c + 64 <= d; c += 64)
+        pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 4, 0, dt);
+    switch ((d - c) / 8) { /* 8-column units left: full vectors, then a half */
+    case 7: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 3, 1, dt); break;
+    case 6: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 3, 0, dt); break;
+    case 5: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 2, 1, dt); break;
+    case 4: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 2, 0, dt); break;
+    case 3: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 1, 1, dt); break;
+    case 2: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 1, 0, dt); break;
+    case 1: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 0, 1, dt); break;
+    default: break;
+    }
 }
 
 /* Adds exp(s - lse) of rows r0 .. r0+R-1 for one segment to *mass. */
@@ -355,7 +332,7 @@ AVX512_INLINE void seg_observe(const lkv_attn_block *b, const float *lse, int r0
                                const float *const *qr, const int32_t *qp, const key_seg *sg,
                                size_t ks, lkv_dtype dt, __m512 *mass) {
     __m512 s[GROUP];
-    seg_logits(b, R, qr, qp, sg, ks, dt, s, NULL);
+    seg_logits(b, R, qr, qp, sg, ks, dt, s);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         float e = lse[r0 + r];
@@ -367,39 +344,20 @@ AVX512_INLINE void seg_observe(const lkv_attn_block *b, const float *lse, int r0
 
 /* ------------------------------------------------------------ traversal */
 
-/* The pending P.V of a group of R rows, if any. */
-AVX512_INLINE void flush_group(const lkv_attn_block *b, int R, pending *pd, size_t ks,
-                               lkv_dtype dt) {
-    if (!pd->n_seg)
-        return;
-    switch (R) {
-    case 1: block_pv(b, 1, pd, ks, dt); break;
-    case 2: block_pv(b, 2, pd, ks, dt); break;
-    case 3: block_pv(b, 3, pd, ks, dt); break;
-    default: block_pv(b, 4, pd, ks, dt); break;
-    }
-}
-
-/* Folds the block of segments into the state of rows [rt0, rt1). With pipe,
- * group i's block stays pending in pend[i] until the next block; without,
- * every group's block is folded whole through pend[0]. */
+/* Folds the block of segments into the state of rows [rt0, rt1). */
 AVX512_INLINE void fold_block(const lkv_attn_block *b, int rt0, int rt1, const tile_rows *tr,
                               const key_seg *sg, int n_seg, size_t ks, prefetcher *pf,
-                              lkv_dtype dt, pending *pend, int pipe) {
+                              lkv_dtype dt) {
     for (int g = rt0; g < rt1; g += GROUP) {
         const float *const *qr = tr->q + (g - rt0);
         const int32_t *qp = tr->pos + (g - rt0);
         prefetcher *p = g == rt0 ? pf : NULL; /* the first group prefetches */
-        pending *pd = pipe ? &pend[(g - rt0) / GROUP] : pend;
-        const int R = rt1 - g < GROUP ? rt1 - g : GROUP;
-        switch (R) {
-        case 1: block_rows(b, g, 1, qr, qp, sg, n_seg, ks, p, dt, pd); break;
-        case 2: block_rows(b, g, 2, qr, qp, sg, n_seg, ks, p, dt, pd); break;
-        case 3: block_rows(b, g, 3, qr, qp, sg, n_seg, ks, p, dt, pd); break;
-        default: block_rows(b, g, 4, qr, qp, sg, n_seg, ks, p, dt, pd); break;
+        switch (rt1 - g < GROUP ? rt1 - g : GROUP) {
+        case 1: block_rows(b, g, 1, qr, qp, sg, n_seg, ks, p, dt); break;
+        case 2: block_rows(b, g, 2, qr, qp, sg, n_seg, ks, p, dt); break;
+        case 3: block_rows(b, g, 3, qr, qp, sg, n_seg, ks, p, dt); break;
+        default: block_rows(b, g, 4, qr, qp, sg, n_seg, ks, p, dt); break;
         }
-        if (!pipe)
-            flush_group(b, R, pd, ks, dt);
     }
 }
 
@@ -442,10 +400,6 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
     max_seg = max_seg < 1 ? 1 : max_seg > SEGS ? SEGS : max_seg;
     key_seg sg[SEGS];
     int n_seg = 0;
-    pending pend[PIPE_GROUPS];
-    const int pipe = rt1 - rt0 <= PIPE_GROUPS * GROUP;
-    for (int i = 0; i < PIPE_GROUPS; i++)
-        pend[i].n_seg = 0;
     for (int ri = 0; ri < n_runs; ri++) {
         const lkv_kv_run *run = &runs[ri];
         if (run->n <= 0)
@@ -472,15 +426,13 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
                 prefetcher_advance(&pf, nk, 1);
                 observe_seg(b, lse, rt0, rt1, &tr, s, ks, run->obs + t0, dt);
             } else if (++n_seg == max_seg) {
-                fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt, pend, pipe);
+                fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt);
                 n_seg = 0;
             }
         }
     }
     if (n_seg)
-        fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt, pend, pipe);
-    for (int g = rt0; pipe && g < rt1; g += GROUP)
-        flush_group(b, rt1 - g < GROUP ? rt1 - g : GROUP, &pend[(g - rt0) / GROUP], ks, dt);
+        fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt);
 }
 
 static int row_tile(const lkv_attn_block *b) {
