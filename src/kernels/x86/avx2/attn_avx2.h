@@ -49,14 +49,6 @@ static inline int avx2_span_masked(const lkv_attn_block *b, int tok0, int tok1,
 }
 
 /* 1 if every query row in tokens [tok0, tok1) sees every key in [pk_first, pk_last]. */
-/* A run no row of [tok0, tok1) tokens needs: empty, masked whole, or (in the
- * observer pass, lse) without an observer array. */
-static inline int avx2_run_unused(const lkv_attn_block *b, const lkv_kv_run *run, const float *lse,
-                                  int tok0, int tok1) {
-    return run->n <= 0 || (lse && !run->obs) ||
-           avx2_span_masked(b, tok0, tok1, avx2_key_pos(run, 0), avx2_key_pos(run, run->n - 1));
-}
-
 static inline int avx2_span_visible(const lkv_attn_block *b, int tok0, int tok1,
                                     int32_t pk_first, int32_t pk_last) {
     int32_t q_first = b->q_pos[tok0], q_last = b->q_pos[tok1 - 1];
@@ -65,6 +57,14 @@ static inline int avx2_span_visible(const lkv_attn_block *b, int tok0, int tok1,
     if (b->window > 0 && pk_last >= b->n_sink && (int64_t)q_last - pk_first >= b->window)
         return 0;
     return 1;
+}
+
+/* A run no row of [tok0, tok1) tokens needs: empty, masked whole, or (in the
+ * observer pass, lse) without an observer array. */
+static inline int avx2_run_unused(const lkv_attn_block *b, const lkv_kv_run *run, const float *lse,
+                                  int tok0, int tok1) {
+    return run->n <= 0 || (lse && !run->obs) ||
+           avx2_span_masked(b, tok0, tok1, avx2_key_pos(run, 0), avx2_key_pos(run, run->n - 1));
 }
 
 /* --------------------------------------------------------- K/V loading */
@@ -210,9 +210,6 @@ AVX2_INLINE __m256i avx2_key_pos8(const lkv_kv_run *run, int t0, int nk) {
     return _mm256_loadu_si256((const __m256i *)tmp);
 }
 
-/* Keys [t0, t0 + nk) of a run against the rows of tokens [tok0, tok1):
- * returns 0 when every key is masked for every row; else 1, with *need_mask
- * set when some key is masked for some row, and then *pk their positions. */
 /* Observer pass: adds exp(s[r] - lse[r]) of R rows (logits s, 8 keys) to mass[8]. */
 AVX2_INLINE void avx2_add_mass(const float *lse, int R, const __m256 *s, float *mass) {
     __m256 ms = _mm256_load_ps(mass);
@@ -222,6 +219,9 @@ AVX2_INLINE void avx2_add_mass(const float *lse, int R, const __m256 *s, float *
     _mm256_store_ps(mass, ms);
 }
 
+/* Keys [t0, t0 + nk) of a run against the rows of tokens [tok0, tok1):
+ * returns 0 when every key is masked for every row; else 1, with *need_mask
+ * set when some key is masked for some row, and then *pk their positions. */
 AVX2_INLINE int avx2_block_mask(const lkv_attn_block *b, const lkv_kv_run *run, int t0, int nk,
                                 int tok0, int tok1, int *need_mask, __m256i *pk) {
     *need_mask = 0;

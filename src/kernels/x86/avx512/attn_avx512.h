@@ -50,14 +50,6 @@ static inline int avx512_span_masked(const lkv_attn_block *b, int tok0, int tok1
 }
 
 /* 1 if every query row in tokens [tok0, tok1) sees every key in [pk_first, pk_last]. */
-/* A run no row of [tok0, tok1) tokens needs: empty, masked whole, or (in the
- * observer pass, lse) without an observer array. */
-static inline int avx512_run_unused(const lkv_attn_block *b, const lkv_kv_run *run,
-                                    const float *lse, int tok0, int tok1) {
-    return run->n <= 0 || (lse && !run->obs) ||
-           avx512_span_masked(b, tok0, tok1, avx512_key_pos(run, 0), avx512_key_pos(run, run->n - 1));
-}
-
 static inline int avx512_span_visible(const lkv_attn_block *b, int tok0, int tok1,
                                       int32_t pk_first, int32_t pk_last) {
     int32_t q_first = b->q_pos[tok0], q_last = b->q_pos[tok1 - 1];
@@ -66,6 +58,14 @@ static inline int avx512_span_visible(const lkv_attn_block *b, int tok0, int tok
     if (b->window > 0 && pk_last >= b->n_sink && (int64_t)q_last - pk_first >= b->window)
         return 0;
     return 1;
+}
+
+/* A run no row of [tok0, tok1) tokens needs: empty, masked whole, or (in the
+ * observer pass, lse) without an observer array. */
+static inline int avx512_run_unused(const lkv_attn_block *b, const lkv_kv_run *run,
+                                    const float *lse, int tok0, int tok1) {
+    return run->n <= 0 || (lse && !run->obs) ||
+           avx512_span_masked(b, tok0, tok1, avx512_key_pos(run, 0), avx512_key_pos(run, run->n - 1));
 }
 
 /* 16 elements of a K/V row at element index i, converted to f32 (f16 with

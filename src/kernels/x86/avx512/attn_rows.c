@@ -19,8 +19,8 @@
  * run boundaries, a segment at a time. Head dims: multiples of 8 (a last half
  * vector of 8 columns when d % 16 == 8).
  * Measured and not kept (2026-11-22, `longkv bench attn --op decode`): the
- * softmax state of a group's rows in the lanes of one vector (slower for 3
- * rows, even for 4); the P.V step one block late, behind the next block's
+ * softmax state of a group's rows in the lanes of one vector (no faster for
+ * 4 rows, slower for 3); the P.V step one block late, behind the next block's
  * logits; prefetches four keys at a time between the dot loads. Together they
  * took 4/1/128 f16 with K/V in cache from 0.25 to 0.21-0.22 ms per 16k keys
  * and 32/8/128 from DRAM at ~70 GB/s from 10.3-10.7 to 9.3-9.8 ms, but at
