@@ -12,28 +12,36 @@
  *     moved);
  *   - acc += P.V with V converted in registers, the accumulators of up to 64
  *     columns x 4 rows held in registers while all the block's keys go by.
- * Folding 64 keys at a time rather than 16 (or one run at a time) takes the
- * serial part of the softmax (reductions, exp, scalar state) off the critical
- * path four times less often, and loads and stores acc four times less.
- * Keys are software-prefetched a fixed distance ahead along the runs, across
- * run boundaries, a segment at a time. Head dims: multiples of 8 (a last half
- * vector of 8 columns when d % 16 == 8).
- * Measured and not kept (2026-11-22, `longkv bench attn --op decode`): the
- * softmax state of a group's rows in the lanes of one vector (no faster for
- * 4 rows, slower for 3); the P.V step one block late, behind the next block's
- * logits; prefetches four keys at a time between the dot loads. Together they
- * took 4/1/128 f16 with K/V in cache from 0.25 to 0.21-0.22 ms per 16k keys
- * and 32/8/128 from DRAM at ~70 GB/s from 10.3-10.7 to 9.3-9.8 ms, but at
- * ~48 GB/s 32/8/128 went from 14.2-14.4 to 14.9-15.1 ms and 9/3/64 f32 from
- * 4.3-4.6 to 5.3-5.5 ms.
+ * Folding 64 keys at a time takes the serial part of the softmax (reductions,
+ * exp, scalar state) off the critical path once per 64 keys.
+ *
+ * Prefetch. The two phases read different streams (the logits read K, the
+ * P.V reads V), so each phase prefetches the stream the other one reads next:
+ * while the logits of block i run, V of block i is prefetched, and while its
+ * P.V runs, K of block i + 1. Each line is requested about one phase before
+ * its use, a few prefetches between every 4 keys' loads, and a block's K and
+ * V (16 KiB each at d = 128 in f16) stay in L1 next to what is prefetched.
+ * Prefetching each stream a fixed distance ahead within its own phase instead
+ * left the lines of a block's second half too little time to arrive: 32/8/128
+ * f32 from DRAM ran at 0.50-0.56 of the bandwidth against 0.74-0.80 now
+ * (`longkv bench attn --op decode`, 2026-11-22, ~70 GB/s).
+ * The cursors walk the runs, across run boundaries (paged caches give short
+ * runs). Head dims: multiples of 8 (a last half vector of 8 columns when
+ * d % 16 == 8).
+ *
+ * Measured and not kept (2026-11-22): the softmax state of a group's rows in
+ * the lanes of one vector (no faster for 4 rows, slower for 3); prefetch hint
+ * T1 (slower); 16-key blocks with K and V prefetched together a block ahead
+ * (the previous design: 32/8/128 f16 11.0-11.6 ms against 9.7-10.0 ms now at
+ * ~70 GB/s).
  */
 #include "kernels/x86/avx512/attn_avx512.h"
 
 #define GROUP 4              /* rows sharing one pass over a key block */
 #define SEGS 4               /* segments (of up to 16 keys) per key block, at most */
-#define BLOCK_BYTES 4096     /* K (and V) bytes per key block, at most (measured best) */
-#define ROW_TILE_FLOATS 8192 /* Q floats kept in L1 while the keys stream */
-#define PREFETCH_BYTES 4096  /* software prefetch distance per stream (measured best) */
+#define BLOCK_BYTES 32768     /* K (and V) bytes per key block, at most */
+#define ROW_TILE_FLOATS 8192  /* Q floats kept in L1 while the keys stream */
+#define OBSERVE_AHEAD 4096    /* observer pass (K only): prefetch distance in bytes */
 
 /* Up to 16 consecutive keys of one run. */
 typedef struct key_seg {
@@ -50,6 +58,62 @@ AVX512_INLINE __m512 load_cols(const void *base, size_t i, int half, lkv_dtype d
 
 AVX512_INLINE __m512 load_q(const float *q, int c, int half) {
     return half ? _mm512_zextps256_ps512(_mm256_loadu_ps(q + c)) : _mm512_loadu_ps(q + c);
+}
+
+/* Prefetches (into L1) the rows of keys [t, t + n) of K or V at base. Dense
+ * rows are one contiguous range; strided rows are prefetched row by row.
+ * Forced inline: GCC's IPA analysis takes a function that only prefetches for
+ * one without side effects, and deletes the calls. */
+AVX512_INLINE void prefetch_keys(const void *base, int t, int n, size_t ks, size_t row_bytes,
+                                 size_t es) {
+    const char *p = (const char *)base + (size_t)t * ks * es;
+    if (ks * es == row_bytes) {
+        const char *end = p + (size_t)n * row_bytes;
+        for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < end; p += 64)
+            _mm_prefetch(p, _MM_HINT_T0);
+        return;
+    }
+    for (int j = 0; j < n; j++, p += ks * es)
+        for (size_t o = 0; o < row_bytes; o += 64)
+            _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
+/* A cursor along the runs (across run boundaries) that prefetches the K or
+ * the V rows of the keys it passes. */
+typedef struct prefetcher {
+    const lkv_kv_run *runs;
+    int n_runs, ri, t; /* next key to prefetch: runs[ri], key t */
+    size_t ks, row_bytes, es;
+    int v; /* 0: the K rows, 1: the V rows */
+} prefetcher;
+
+AVX512_INLINE void prefetcher_advance(prefetcher *pf, int n, int fetch) {
+    while (n > 0 && pf->ri < pf->n_runs) {
+        const lkv_kv_run *run = &pf->runs[pf->ri];
+        int take = run->n - pf->t < n ? run->n - pf->t : n;
+        if (fetch && take > 0)
+            prefetch_keys(pf->v ? run->v : run->k, pf->t, take, pf->ks, pf->row_bytes, pf->es);
+        pf->t += take;
+        n -= take;
+        if (pf->t >= run->n) {
+            pf->ri++;
+            pf->t = 0;
+        }
+    }
+}
+
+/* A cursor over K (v = 0) or V (v = 1) that starts `ahead` keys in; the keys
+ * it skips are left to demand misses. */
+static void prefetcher_init(prefetcher *pf, const lkv_attn_block *b, const lkv_kv_run *runs,
+                            int n_runs, lkv_dtype dt, int v, int ahead) {
+    pf->runs = runs;
+    pf->n_runs = n_runs;
+    pf->ri = pf->t = 0;
+    pf->es = avx512_dtype_bytes(dt);
+    pf->ks = avx512_kv_stride(b);
+    pf->row_bytes = (size_t)b->d * pf->es;
+    pf->v = v;
+    prefetcher_advance(pf, ahead, 0);
 }
 
 /* a[r][i] += q_r[c..] * k_i[c..] for the four keys k + (key + i) * ks. */
@@ -69,9 +133,12 @@ AVX512_INLINE void quad_step(const float *const *qr, int R, const void *k, size_
 }
 
 /* t[r] = lane L: [q_r.k0 | q_r.k1 | q_r.k2 | q_r.k3] over the elements of
- * lane L, for the four keys k + (key + i) * ks. */
+ * lane L, for the four keys k + (key + i) * ks; pf (or NULL) first advances
+ * over 4 keys, prefetching. */
 AVX512_INLINE void quad_dots(const float *const *qr, int R, const void *k, size_t key, size_t ks,
-                             int d, lkv_dtype dt, __m512 *t) {
+                             int d, lkv_dtype dt, __m512 *t, prefetcher *pf) {
+    if (pf)
+        prefetcher_advance(pf, 4, 1);
     __m512 a[GROUP][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -89,10 +156,10 @@ AVX512_INLINE void quad_dots(const float *const *qr, int R, const void *k, size_
 
 /* Keys 8h .. 8h+7 of the 16 at k, as avx512_lanes_pair results. */
 AVX512_INLINE void octet_dots(const float *const *qr, int R, const void *k, size_t key,
-                              size_t ks, int d, lkv_dtype dt, __m512 *x) {
+                              size_t ks, int d, lkv_dtype dt, __m512 *x, prefetcher *pf) {
     __m512 t0[GROUP], t1[GROUP];
-    quad_dots(qr, R, k, key, ks, d, dt, t0);
-    quad_dots(qr, R, k, key + 4, ks, d, dt, t1);
+    quad_dots(qr, R, k, key, ks, d, dt, t0, pf);
+    quad_dots(qr, R, k, key + 4, ks, d, dt, t1, pf);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         x[r] = avx512_lanes_pair(t0[r], t1[r]);
@@ -101,10 +168,10 @@ AVX512_INLINE void octet_dots(const float *const *qr, int R, const void *k, size
 /* out[r] (lane j) = q_r . k_j for 16 consecutive keys k_j = k + j*ks. Each
  * quad is reduced as soon as it is done, so few vectors stay live. */
 AVX512_INLINE void dots16(const float *const *qr, int R, const void *k, size_t ks, int d,
-                          lkv_dtype dt, __m512 *out) {
+                          lkv_dtype dt, __m512 *out, prefetcher *pf) {
     __m512 x[GROUP], y[GROUP];
-    octet_dots(qr, R, k, 0, ks, d, dt, x);
-    octet_dots(qr, R, k, 8, ks, d, dt, y);
+    octet_dots(qr, R, k, 0, ks, d, dt, x, pf);
+    octet_dots(qr, R, k, 8, ks, d, dt, y, pf);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         out[r] = avx512_lanes_final(x[r], y[r]);
@@ -112,7 +179,9 @@ AVX512_INLINE void dots16(const float *const *qr, int R, const void *k, size_t k
 
 /* The same for nk < 16 keys (the tail of a run); lanes >= nk are 0. */
 AVX512_INLINE void dots_tail(const float *const *qr, int R, const void *k, size_t ks, int d,
-                             int nk, lkv_dtype dt, __m512 *out) {
+                             int nk, lkv_dtype dt, __m512 *out, prefetcher *pf) {
+    if (pf)
+        prefetcher_advance(pf, nk, 1);
     float tmp[GROUP][16] __attribute__((aligned(64))) = {{0}};
     const int d16 = d & ~15;
     for (int j = 0; j < nk; j++) {
@@ -149,11 +218,11 @@ typedef struct tile_rows {
  * against one segment. */
 AVX512_INLINE void seg_logits(const lkv_attn_block *b, int R, const float *const *qr,
                               const int32_t *qp, const key_seg *sg, size_t ks, lkv_dtype dt,
-                              __m512 *s) {
+                              __m512 *s, prefetcher *pf) {
     if (sg->n == 16)
-        dots16(qr, R, sg->k, ks, b->d, dt, s);
+        dots16(qr, R, sg->k, ks, b->d, dt, s, pf);
     else
-        dots_tail(qr, R, sg->k, ks, b->d, sg->n, dt, s);
+        dots_tail(qr, R, sg->k, ks, b->d, sg->n, dt, s, pf);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         __mmask16 vis = sg->need_mask ? avx512_visible16(b, qp[r], sg->pk, sg->n)
@@ -180,28 +249,32 @@ AVX512_INLINE void pv_key(__m512 (*acc)[4], int R, const float *p, int p_stride,
 }
 
 /* The n keys of one segment; with few accumulators (dual) the keys alternate
- * between two banks, a and a2, so the FMA latency stays hidden. */
+ * between two banks, a and a2, so the FMA latency stays hidden. pf (or NULL)
+ * prefetches 4 keys' rows before every 4 keys. */
 AVX512_INLINE void pv_seg(__m512 (*a)[4], __m512 (*a2)[4], int dual, int R, const float *p,
                           int p_stride, const void *v, size_t ks, int n, int c, int nv, int half,
-                          lkv_dtype dt) {
-    int j = 0;
-    if (dual) {
-#pragma GCC unroll 2
-        for (; j + 2 <= n; j += 2) {
+                          lkv_dtype dt, prefetcher *pf) {
+    for (int j0 = 0; j0 < n; j0 += 4) {
+        const int j1 = j0 + 4 < n ? j0 + 4 : n;
+        if (pf)
+            prefetcher_advance(pf, j1 - j0, 1);
+        int j = j0;
+        if (dual)
+            for (; j + 2 <= j1; j += 2) {
+                pv_key(a, R, p, p_stride, v, ks, j, c, nv, half, dt);
+                pv_key(a2, R, p, p_stride, v, ks, j + 1, c, nv, half, dt);
+            }
+        for (; j < j1; j++)
             pv_key(a, R, p, p_stride, v, ks, j, c, nv, half, dt);
-            pv_key(a2, R, p, p_stride, v, ks, j + 1, c, nv, half, dt);
-        }
     }
-#pragma GCC unroll 2
-    for (; j < n; j++)
-        pv_key(a, R, p, p_stride, v, ks, j, c, nv, half, dt);
 }
 
 /* acc_r = alpha_r * acc_r + P_r . V over the block's segments, for the nv
- * full (and, when half, one 8-wide) column vectors starting at column c. */
+ * full (and, when half, one 8-wide) column vectors starting at column c. pf
+ * (or NULL) advances one key per key folded, prefetching as it goes. */
 AVX512_INLINE void pv_cols(float *const *acc, int R, const float *p, const float *alpha,
                            int rescale, const key_seg *sg, int n_seg, size_t ks, int c, int nv,
-                           int half, lkv_dtype dt) {
+                           int half, lkv_dtype dt, prefetcher *pf) {
     const int nt = nv + half;
     const int dual = R * nt <= 8;
     const __mmask16 last = half ? (__mmask16)0xFF : (__mmask16)0xFFFF;
@@ -220,9 +293,10 @@ AVX512_INLINE void pv_cols(float *const *acc, int R, const float *p, const float
     const int p_stride = SEGS * 16;
     for (int u = 0; u < n_seg; u++) {
         if (sg[u].n == 16)
-            pv_seg(a, a2, dual, R, p + 16 * u, p_stride, sg[u].v, ks, 16, c, nv, half, dt);
+            pv_seg(a, a2, dual, R, p + 16 * u, p_stride, sg[u].v, ks, 16, c, nv, half, dt, pf);
         else
-            pv_seg(a, a2, dual, R, p + 16 * u, p_stride, sg[u].v, ks, sg[u].n, c, nv, half, dt);
+            pv_seg(a, a2, dual, R, p + 16 * u, p_stride, sg[u].v, ks, sg[u].n, c, nv, half, dt,
+                   pf);
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -233,96 +307,40 @@ AVX512_INLINE void pv_cols(float *const *acc, int R, const float *p, const float
         }
 }
 
-/* Prefetches (into L1) the rows of keys [t, t + n) of K or V at base. Dense
- * rows are one contiguous range; strided rows are prefetched row by row.
- * Forced inline: GCC's IPA analysis takes a function that only prefetches for
- * one without side effects, and deletes the calls. */
-AVX512_INLINE void prefetch_keys(const void *base, int t, int n, size_t ks, size_t row_bytes,
-                                 size_t es) {
-    const char *p = (const char *)base + (size_t)t * ks * es;
-    if (ks * es == row_bytes) {
-        const char *end = p + (size_t)n * row_bytes;
-        for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < end; p += 64)
-            _mm_prefetch(p, _MM_HINT_T0);
-        return;
-    }
-    for (int j = 0; j < n; j++, p += ks * es)
-        for (size_t o = 0; o < row_bytes; o += 64)
-            _mm_prefetch(p + o, _MM_HINT_T0);
-}
-
-/* A cursor that runs a fixed number of keys ahead of the folding along the
- * runs (across run boundaries: paged caches give short runs) and prefetches
- * the K (and V) rows it passes. */
-typedef struct prefetcher {
-    const lkv_kv_run *runs;
-    int n_runs, ri, t; /* next key to prefetch: runs[ri], key t */
-    size_t ks, row_bytes, es;
-    int with_v;
-} prefetcher;
-
-AVX512_INLINE void prefetcher_advance(prefetcher *pf, int n, int fetch) {
-    while (n > 0 && pf->ri < pf->n_runs) {
-        const lkv_kv_run *run = &pf->runs[pf->ri];
-        int take = run->n - pf->t < n ? run->n - pf->t : n;
-        if (fetch && take > 0) {
-            prefetch_keys(run->k, pf->t, take, pf->ks, pf->row_bytes, pf->es);
-            if (pf->with_v)
-                prefetch_keys(run->v, pf->t, take, pf->ks, pf->row_bytes, pf->es);
-        }
-        pf->t += take;
-        n -= take;
-        if (pf->t >= run->n) {
-            pf->ri++;
-            pf->t = 0;
-        }
-    }
-}
-
-static void prefetcher_init(prefetcher *pf, const lkv_attn_block *b, const lkv_kv_run *runs,
-                            int n_runs, lkv_dtype dt, int with_v) {
-    pf->runs = runs;
-    pf->n_runs = n_runs;
-    pf->ri = pf->t = 0;
-    pf->es = avx512_dtype_bytes(dt);
-    pf->ks = avx512_kv_stride(b);
-    pf->row_bytes = (size_t)b->d * pf->es;
-    pf->with_v = with_v;
-    int ahead = (int)(PREFETCH_BYTES / pf->row_bytes);
-    prefetcher_advance(pf, ahead < 16 ? 16 : ahead, 0); /* the first keys: demand misses */
-}
-
-/* Folds one key block (n_seg segments) into the state of rows r0 .. r0+R-1. */
+/* Folds one key block (n_seg segments) into the state of rows r0 .. r0+R-1.
+ * The logits advance the V cursor pv and the P.V the K cursor pk (or NULL),
+ * each by the block's keys. */
 AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const float *const *qr,
                               const int32_t *qp, const key_seg *sg, int n_seg, size_t ks,
-                              prefetcher *pf, lkv_dtype dt) {
+                              prefetcher *pk, prefetcher *pv, lkv_dtype dt) {
     __m512 s[SEGS][GROUP];
-    for (int u = 0; u < n_seg; u++) {
-        if (pf) /* spread over the block, so the prefetches never come in one burst */
-            prefetcher_advance(pf, sg[u].n, 1);
-        seg_logits(b, R, qr, qp, &sg[u], ks, dt, s[u]);
-    }
+    for (int u = 0; u < n_seg; u++)
+        seg_logits(b, R, qr, qp, &sg[u], ks, dt, s[u], pv);
     float p[GROUP][SEGS * 16] __attribute__((aligned(64)));
     float alpha[GROUP];
     float *acc[GROUP];
     const int fold = avx512_softmax_fold_n(b, r0, R, &s[0][0], GROUP, n_seg, &p[0][0], SEGS * 16,
                                            alpha, acc);
-    if (!fold)
+    if (!fold) {
+        if (pk) /* no P.V: the K cursor still moves on by the block */
+            prefetcher_advance(pk, 16 * (n_seg - 1) + sg[n_seg - 1].n, 1);
         return;
+    }
     const int rescale = fold >> 1;
     const int d = b->d;
     const float *pp = &p[0][0];
     int c = 0;
-    for (; c + 64 <= d; c += 64)
-        pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 4, 0, dt);
+    prefetcher *pf = pk; /* the first column pass prefetches */
+    for (; c + 64 <= d; c += 64, pf = NULL)
+        pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 4, 0, dt, pf);
     switch ((d - c) / 8) { /* 8-column units left: full vectors, then a half */
-    case 7: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 3, 1, dt); break;
-    case 6: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 3, 0, dt); break;
-    case 5: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 2, 1, dt); break;
-    case 4: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 2, 0, dt); break;
-    case 3: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 1, 1, dt); break;
-    case 2: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 1, 0, dt); break;
-    case 1: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 0, 1, dt); break;
+    case 7: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 3, 1, dt, pf); break;
+    case 6: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 3, 0, dt, pf); break;
+    case 5: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 2, 1, dt, pf); break;
+    case 4: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 2, 0, dt, pf); break;
+    case 3: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 1, 1, dt, pf); break;
+    case 2: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 1, 0, dt, pf); break;
+    case 1: pv_cols(acc, R, pp, alpha, rescale, sg, n_seg, ks, c, 0, 1, dt, pf); break;
     default: break;
     }
 }
@@ -330,9 +348,9 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, int r0, int R, const floa
 /* Adds exp(s - lse) of rows r0 .. r0+R-1 for one segment to *mass. */
 AVX512_INLINE void seg_observe(const lkv_attn_block *b, const float *lse, int r0, int R,
                                const float *const *qr, const int32_t *qp, const key_seg *sg,
-                               size_t ks, lkv_dtype dt, __m512 *mass) {
+                               size_t ks, prefetcher *pk, lkv_dtype dt, __m512 *mass) {
     __m512 s[GROUP];
-    seg_logits(b, R, qr, qp, sg, ks, dt, s);
+    seg_logits(b, R, qr, qp, sg, ks, dt, s, pk);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         float e = lse[r0 + r];
@@ -346,17 +364,18 @@ AVX512_INLINE void seg_observe(const lkv_attn_block *b, const float *lse, int r0
 
 /* Folds the block of segments into the state of rows [rt0, rt1). */
 AVX512_INLINE void fold_block(const lkv_attn_block *b, int rt0, int rt1, const tile_rows *tr,
-                              const key_seg *sg, int n_seg, size_t ks, prefetcher *pf,
-                              lkv_dtype dt) {
+                              const key_seg *sg, int n_seg, size_t ks, prefetcher *pk,
+                              prefetcher *pv, lkv_dtype dt) {
     for (int g = rt0; g < rt1; g += GROUP) {
         const float *const *qr = tr->q + (g - rt0);
         const int32_t *qp = tr->pos + (g - rt0);
-        prefetcher *p = g == rt0 ? pf : NULL; /* the first group prefetches */
+        /* the first group prefetches */
+        prefetcher *gk = g == rt0 ? pk : NULL, *gv = g == rt0 ? pv : NULL;
         switch (rt1 - g < GROUP ? rt1 - g : GROUP) {
-        case 1: block_rows(b, g, 1, qr, qp, sg, n_seg, ks, p, dt); break;
-        case 2: block_rows(b, g, 2, qr, qp, sg, n_seg, ks, p, dt); break;
-        case 3: block_rows(b, g, 3, qr, qp, sg, n_seg, ks, p, dt); break;
-        default: block_rows(b, g, 4, qr, qp, sg, n_seg, ks, p, dt); break;
+        case 1: block_rows(b, g, 1, qr, qp, sg, n_seg, ks, gk, gv, dt); break;
+        case 2: block_rows(b, g, 2, qr, qp, sg, n_seg, ks, gk, gv, dt); break;
+        case 3: block_rows(b, g, 3, qr, qp, sg, n_seg, ks, gk, gv, dt); break;
+        default: block_rows(b, g, 4, qr, qp, sg, n_seg, ks, gk, gv, dt); break;
         }
     }
 }
@@ -364,16 +383,16 @@ AVX512_INLINE void fold_block(const lkv_attn_block *b, int rt0, int rt1, const t
 /* Adds the observer mass of one segment, summed over rows [rt0, rt1), to its slots. */
 AVX512_INLINE void observe_seg(const lkv_attn_block *b, const float *lse, int rt0, int rt1,
                                const tile_rows *tr, const key_seg *sg, size_t ks, float *obs,
-                               lkv_dtype dt) {
+                               prefetcher *pk, lkv_dtype dt) {
     __m512 mass = _mm512_setzero_ps();
     for (int g = rt0; g < rt1; g += GROUP) {
         const float *const *qr = tr->q + (g - rt0);
         const int32_t *qp = tr->pos + (g - rt0);
         switch (rt1 - g < GROUP ? rt1 - g : GROUP) {
-        case 1: seg_observe(b, lse, g, 1, qr, qp, sg, ks, dt, &mass); break;
-        case 2: seg_observe(b, lse, g, 2, qr, qp, sg, ks, dt, &mass); break;
-        case 3: seg_observe(b, lse, g, 3, qr, qp, sg, ks, dt, &mass); break;
-        default: seg_observe(b, lse, g, 4, qr, qp, sg, ks, dt, &mass); break;
+        case 1: seg_observe(b, lse, g, 1, qr, qp, sg, ks, g == rt0 ? pk : NULL, dt, &mass); break;
+        case 2: seg_observe(b, lse, g, 2, qr, qp, sg, ks, g == rt0 ? pk : NULL, dt, &mass); break;
+        case 3: seg_observe(b, lse, g, 3, qr, qp, sg, ks, g == rt0 ? pk : NULL, dt, &mass); break;
+        default: seg_observe(b, lse, g, 4, qr, qp, sg, ks, g == rt0 ? pk : NULL, dt, &mass); break;
         }
     }
     __mmask16 in = avx512_first(sg->n);
@@ -392,12 +411,19 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
         tr.q[r - rt0] = avx512_query_row(b, r);
         tr.pos[r - rt0] = b->q_pos[r / b->G];
     }
-    prefetcher pf;
-    prefetcher_init(&pf, b, runs, n_runs, dt, !lse);
-    /* segments per block: SEGS, fewer for long rows (a block's K and V stay in
-     * L1 next to the prefetched keys; larger blocks measured slower from DRAM) */
-    int max_seg = (int)(BLOCK_BYTES / (16 * (size_t)b->d * avx512_dtype_bytes(dt)));
+    /* segments per block: SEGS, fewer for long rows (a block's K and V, and
+     * the next block's K, stay in L1) */
+    const size_t row_bytes = (size_t)b->d * avx512_dtype_bytes(dt);
+    int max_seg = (int)(BLOCK_BYTES / (16 * row_bytes));
     max_seg = max_seg < 1 ? 1 : max_seg > SEGS ? SEGS : max_seg;
+    /* folding: K starts one block ahead (the P.V of block i prefetches K of
+     * block i + 1), V at the first key (the logits of block i prefetch V of
+     * block i); observing reads K only, prefetched a fixed distance ahead */
+    int k_ahead = (int)(OBSERVE_AHEAD / row_bytes);
+    k_ahead = lse ? (k_ahead < 4 ? 4 : k_ahead) : 16 * max_seg;
+    prefetcher pk, pv;
+    prefetcher_init(&pk, b, runs, n_runs, dt, 0, k_ahead);
+    prefetcher_init(&pv, b, runs, n_runs, dt, 1, 0);
     key_seg sg[SEGS];
     int n_seg = 0;
     for (int ri = 0; ri < n_runs; ri++) {
@@ -406,14 +432,16 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
             continue;
         if ((lse && !run->obs) || avx512_span_masked(b, tok0, tok1, avx512_key_pos(run, 0),
                                                      avx512_key_pos(run, run->n - 1))) {
-            prefetcher_advance(&pf, run->n, 0);
+            prefetcher_advance(&pk, run->n, 0);
+            prefetcher_advance(&pv, run->n, 0);
             continue;
         }
         for (int t0 = 0; t0 < run->n; t0 += 16) {
             int nk = run->n - t0 < 16 ? run->n - t0 : 16;
             int32_t pf0 = avx512_key_pos(run, t0), pl = avx512_key_pos(run, t0 + nk - 1);
             if (may_mask && avx512_span_masked(b, tok0, tok1, pf0, pl)) {
-                prefetcher_advance(&pf, nk, 0);
+                prefetcher_advance(&pk, nk, 0);
+                prefetcher_advance(&pv, nk, 0);
                 continue;
             }
             key_seg *s = &sg[n_seg];
@@ -423,16 +451,15 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
             s->v = avx512_elem(run->v, (size_t)t0 * ks, dt);
             s->n = nk;
             if (lse) {
-                prefetcher_advance(&pf, nk, 1);
-                observe_seg(b, lse, rt0, rt1, &tr, s, ks, run->obs + t0, dt);
+                observe_seg(b, lse, rt0, rt1, &tr, s, ks, run->obs + t0, &pk, dt);
             } else if (++n_seg == max_seg) {
-                fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt);
+                fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pk, &pv, dt);
                 n_seg = 0;
             }
         }
     }
     if (n_seg)
-        fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pf, dt);
+        fold_block(b, rt0, rt1, &tr, sg, n_seg, ks, &pk, &pv, dt);
 }
 
 static int row_tile(const lkv_attn_block *b) {
