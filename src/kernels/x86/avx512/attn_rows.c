@@ -21,10 +21,11 @@
  * P.V runs, K of block i + 1. Each line is requested about one phase before
  * its use, a few prefetches between every 4 keys' loads, and a block's K and
  * V (16 KiB each at d = 128 in f16) stay in L1 next to what is prefetched.
- * Prefetching each stream a fixed distance ahead within its own phase instead
- * left the lines of a block's second half too little time to arrive: 32/8/128
- * f32 from DRAM ran at 0.50-0.56 of the bandwidth against 0.74-0.80 now
- * (`longkv bench attn --op decode`, 2026-11-22, ~70 GB/s).
+ * Prefetching each stream a fixed distance (8 KiB) ahead within its own phase
+ * instead left the lines of a block's second half too little time to arrive:
+ * in the same runs at ~45 GB/s, 32/8/128 f16 from DRAM took 14.4-15.3 ms
+ * (0.75-0.79 of the bandwidth) against 13.7-13.9 ms (0.84-0.87) now
+ * (`longkv bench attn --op decode`, 2026-11-22).
  * The cursors walk the runs, across run boundaries (paged caches give short
  * runs). Head dims: multiples of 8 (a last half vector of 8 columns when
  * d % 16 == 8).
@@ -41,7 +42,8 @@
 #define SEGS 4               /* segments (of up to 16 keys) per key block, at most */
 #define BLOCK_BYTES 32768     /* K (and V) bytes per key block, at most */
 #define ROW_TILE_FLOATS 8192  /* Q floats kept in L1 while the keys stream */
-#define OBSERVE_AHEAD 4096    /* observer pass (K only): prefetch distance in bytes */
+#define OBSERVE_AHEAD 4096    /* observer pass (K only): prefetch distance in bytes, */
+#define OBSERVE_AHEAD_MIN 16  /* and in keys at least (the previous design's values) */
 
 /* Up to 16 consecutive keys of one run. */
 typedef struct key_seg {
@@ -420,7 +422,7 @@ AVX512_INLINE void rows_pass(const lkv_attn_block *b, const float *lse, int rt0,
      * block i + 1), V at the first key (the logits of block i prefetch V of
      * block i); observing reads K only, prefetched a fixed distance ahead */
     int k_ahead = (int)(OBSERVE_AHEAD / row_bytes);
-    k_ahead = lse ? (k_ahead < 4 ? 4 : k_ahead) : 16 * max_seg;
+    k_ahead = lse ? (k_ahead < OBSERVE_AHEAD_MIN ? OBSERVE_AHEAD_MIN : k_ahead) : 16 * max_seg;
     prefetcher pk, pv;
     prefetcher_init(&pk, b, runs, n_runs, dt, 0, k_ahead);
     prefetcher_init(&pv, b, runs, n_runs, dt, 1, 0);
