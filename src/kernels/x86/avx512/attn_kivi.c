@@ -22,6 +22,17 @@
  *            partial sums per group and added to acc when the row tile ends.
  * A softmax step takes a page (two tiles).
  * Head dims that are not a multiple of 16 go to the AVX2 kernels.
+ *
+ * Where the time goes (2026-11-22, 4/1/128 KIVI-2, 4k keys, 1 thread, in L2:
+ * ~46 cycles per key at 4.2 GHz; parts removed one at a time): key dots ~11,
+ * the value loop ~17, run_factors ~8, softmax and loop ~7. Measured and not
+ * kept: int8 quads (vpdpbusd, half the dot instructions) with softmax steps
+ * of four pages. 35 cycles per key in L2, but 70-81 once K/V left the L2
+ * (32/8/128 at 32k-128k keys, against 48-53 here; 2 threads at 128k: 9.6-10.1
+ * ms against 6.2-7.2), for reasons not found: prefetching 2-16 pages ahead
+ * and 2 MiB pages barely changed it; with one page per step it was no faster
+ * than this kernel from DRAM. It also raised the error against the
+ * dequantized reference from ~2e-4 to 2e-2..1e-1 (int8 query and weights).
  */
 #include "kernels/kv_quant.h"
 #include "kernels/x86/avx512/attn_avx512.h"
