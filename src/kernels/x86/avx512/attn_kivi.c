@@ -33,6 +33,15 @@
  * and 2 MiB pages barely changed it; with one page per step it was no faster
  * than this kernel from DRAM. It also raised the error against the
  * dequantized reference from ~2e-4 to 2e-2..1e-1 (int8 query and weights).
+ * The slowdown is not int8's: this int16 kernel with softmax steps of 4
+ * pages does the same at d = 128 (42-44 cycles per key in L2, 53-70 at 32k
+ * and 64-76 at 128k keys, 1 thread; 2 pages per step: 41-42 in L2 and 45-53
+ * beyond; 9/3/64 unaffected), and neither skewing the four arrays' offsets,
+ * 2 MiB pages, prefetching 6 pages ahead, prefetching V when its page is
+ * scored nor prefetching it again before the value pass removed it
+ * (2026-11-22). Issuing the next page's key dots before this page's softmax
+ * (two pages in flight) and 2-page steps gained nothing in L2 either: the
+ * serial per-page chain is not what limits this kernel.
  */
 #include "kernels/kv_quant.h"
 #include "kernels/x86/avx512/attn_avx512.h"
@@ -68,6 +77,21 @@ void lkv_attn_observe_kivi4_avx2(const lkv_attn_block *b, const float *lse,
 void lkv_attn_observe_kivi2_avx2(const lkv_attn_block *b, const float *lse,
                                  const lkv_kv_run *runs, int n_runs);
 
+/* vpermt2w indices that pair the int32 lanes of two vectors x0, x1 (16
+ * channels or tokens each) as the words of b-bit codes come: words 2k and
+ * 2k + 1 of the result are the low words of lanes lo(k) and lo(k) + span of
+ * x0 (k < 8), with lo(k) = k, span 8 for 2 bits (a 16-bit half holds 8
+ * codes) and lo(k) = 8 (k / 4) + k % 4, span 4 for 4 bits; the same lanes
+ * of x1 (index + 32) for k >= 8. One instruction per 32 channels, where a
+ * permute and a narrowing per 16 were. */
+static const uint16_t PAIR_IDX[2][32] __attribute__((aligned(64))) = {
+    {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30,
+     32, 48, 34, 50, 36, 52, 38, 54, 40, 56, 42, 58, 44, 60, 46, 62},
+    {0, 8, 2, 10, 4, 12, 6, 14, 16, 24, 18, 26, 20, 28, 22, 30,
+     32, 40, 34, 42, 36, 44, 38, 46, 48, 56, 50, 58, 52, 60, 54, 62},
+};
+static inline __m512i pair_index(int bits) { return _mm512_load_si512(PAIR_IDX[bits == 4]); }
+
 /* Per-row key factors of one run for a row tile. */
 typedef struct qfac {
     int32_t qp[ROW_TILE][MAXD / 2]; /* [rows][chunk][u]: int16 pair (u, u + P/2) */
@@ -82,10 +106,7 @@ static void run_factors(const lkv_attn_block *b, const lkv_kv_run *run, int bits
                         int rt1, qfac *f) {
     const int d = b->d; /* a multiple of 16 here, so of the chunk */
     const uint16_t *ka = run->k_aux; /* [2][d] half: scale, min */
-    /* int16 order of 16 channels as the key words pair them: (u, 8 + u) for
-     * 2-bit, (u, 4 + u) in each half for 4-bit */
-    const __m512i order = bits == 2 ? _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)
-                                    : _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+    const __m512i pidx = pair_index(bits);
     __m512 ks[MAXD / 16], km[MAXD / 16], qs[MAXD / 16];
     for (int c = 0; c < d; c += 16) { /* the page's scales and mins, once for all rows */
         ks[c / 16] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + c)));
@@ -103,10 +124,16 @@ static void run_factors(const lkv_attn_block *b, const lkv_kv_run *run, int bits
         const float amax = _mm512_reduce_max_ps(mx);
         const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 32767.0f / amax : 0.0f);
         int32_t *qp = f->qp[r - rt0];
-        for (int c = 0; c < d; c += 16) /* 16 channels -> 8 int16 pairs */
+        int c = 0;
+        for (; c + 32 <= d; c += 32) /* 32 channels -> 16 int16 pairs */
+            _mm512_storeu_si512(qp + c / 2, _mm512_permutex2var_epi16(
+                                                _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv)), pidx,
+                                                _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16 + 1], inv))));
+        if (c < d)
             _mm256_storeu_si256((__m256i *)(qp + c / 2),
-                                _mm512_cvtepi32_epi16(_mm512_permutexvar_epi32(
-                                    order, _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv)))));
+                                _mm512_castsi512_si256(_mm512_permutex2var_epi16(
+                                    _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv)), pidx,
+                                    _mm512_setzero_si512())));
         f->qa[r - rt0] = amax / 32767.0f;
         f->qm[r - rt0] = _mm512_reduce_add_ps(m);
     }
@@ -243,8 +270,7 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, qfac *f, int r0, int rr0,
     const float vsmax = _mm512_reduce_max_ps(mx);
     float beta[GROUP];
     int32_t wp[GROUP][MAXG][2 * 8] __attribute__((aligned(64)));
-    /* 4-bit words hold 8 tokens: pair lanes (m, 4 + m) of each half */
-    const __m512i order = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+    const __m512i pidx = pair_index(bits);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         const __m512 p0 = _mm512_load_ps(p[r]), p1 = _mm512_load_ps(p[r] + 16);
@@ -252,14 +278,12 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, qfac *f, int r0, int rr0,
         const float wmax = pmax * vsmax; /* >= every p_t * vs_t */
         beta[r] = wmax / 32767.0f;
         const __m512 inv = _mm512_set1_ps(wmax > 0.0f ? 32767.0f / wmax : 0.0f);
-        for (int u = 0; u < nt; u++)
-            for (int g = 0; g < ng; g++) {
-                __m512i wi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(u ? p1 : p0, vs[u][g]), inv));
-                if (bits == 4)
-                    wi = _mm512_permutexvar_epi32(order, wi);
-                const __m256i lo = _mm512_castsi512_si256(wi), hi = _mm512_extracti64x4_epi64(wi, 1);
-                _mm256_store_si256((__m256i *)(wp[r][g] + 8 * u), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 16)));
-            }
+        const __m512 pi0 = _mm512_mul_ps(p0, inv), pi1 = _mm512_mul_ps(p1, inv);
+        for (int g = 0; g < ng; g++) { /* both tiles' 16 pairs at once */
+            const __m512i w0 = _mm512_cvtps_epi32(_mm512_mul_ps(pi0, vs[0][g]));
+            const __m512i w1 = nt > 1 ? _mm512_cvtps_epi32(_mm512_mul_ps(pi1, vs[1][g])) : _mm512_setzero_si512();
+            _mm512_store_si512(wp[r][g], _mm512_permutex2var_epi16(w0, pidx, w1));
+        }
     }
     const uint8_t *vt[2];
     int nk[2];
