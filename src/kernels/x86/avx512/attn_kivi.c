@@ -36,12 +36,15 @@
  * The slowdown is not int8's: this int16 kernel with softmax steps of 4
  * pages does the same at d = 128 (42-44 cycles per key in L2, 53-70 at 32k
  * and 64-76 at 128k keys, 1 thread; 2 pages per step: 41-42 in L2 and 45-53
- * beyond; 9/3/64 unaffected), and neither skewing the four arrays' offsets,
- * 2 MiB pages, prefetching 6 pages ahead, prefetching V when its page is
- * scored nor prefetching it again before the value pass removed it
- * (2026-11-22). Issuing the next page's key dots before this page's softmax
- * (two pages in flight) and 2-page steps gained nothing in L2 either: the
- * serial per-page chain is not what limits this kernel.
+ * beyond; 9/3/64 unaffected). The cause is the prefetch pattern: one run's
+ * lines requested at once per page, so a step's scoring issues four pages'
+ * worth back to back. A cursor that spreads them over the tiles' scoring and
+ * value passes (branch wip/kivi-step-spread) brings 4-page steps to 50-52
+ * cycles at 128k, at 2-3 cycles' cost in L2; skewed array offsets, 2 MiB
+ * pages, prefetching 6 pages ahead or V again before the value pass did not.
+ * For this int16 kernel multi-page steps gain nothing even in L2 (41-44
+ * cycles), nor does issuing the next page's key dots before this page's
+ * softmax: the serial per-page chain is not what limits it (2026-11-23).
  */
 #include "kernels/kv_quant.h"
 #include "kernels/x86/avx512/attn_avx512.h"
