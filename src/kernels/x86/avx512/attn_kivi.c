@@ -36,9 +36,9 @@
  * The slowdown is not int8's: this int16 kernel with softmax steps of 4
  * pages does the same at d = 128 (42-44 cycles per key in L2, 53-70 at 32k
  * and 64-76 at 128k keys, 1 thread; 2 pages per step: 41-42 in L2 and 45-53
- * beyond; 9/3/64 unaffected). The cause is the prefetch pattern: one run's
- * lines requested at once per page, so a step's scoring issues four pages'
- * worth back to back. A cursor that spreads them over the tiles' scoring and
+ * beyond; 9/3/64 unaffected). Most of it comes from the prefetch pattern:
+ * one run's lines are requested at once per page, so a step's scoring
+ * issues four pages' worth back to back. A cursor that spreads them over the tiles' scoring and
  * value passes (branch wip/kivi-step-spread) brings 4-page steps to 50-52
  * cycles at 128k, at 2-3 cycles' cost in L2; skewed array offsets, 2 MiB
  * pages, prefetching 6 pages ahead or V again before the value pass did not.
