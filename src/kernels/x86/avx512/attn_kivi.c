@@ -45,6 +45,11 @@
  * For this int16 kernel multi-page steps gain nothing even in L2 (41-44
  * cycles), nor does issuing the next page's key dots before this page's
  * softmax: the serial per-page chain is not what limits it (2026-11-23).
+ * int8 key dots alone (vpdpbusd, query rounded to int8 per row and page,
+ * values kept int16): KIVI-2 39 cycles per key in L2 against 43, 41-43
+ * against 47 at 128k (32/8/128), 21.5 against 24 at 9/3/64, but 1-2%
+ * relative error against the dequantized reference, and KIVI-4 slower (56
+ * against 44); not kept.
  */
 #include "kernels/kv_quant.h"
 #include "kernels/x86/avx512/attn_avx512.h"
