@@ -38,10 +38,11 @@
  * and 64-76 at 128k keys, 1 thread; 2 pages per step: 41-42 in L2 and 45-53
  * beyond; 9/3/64 unaffected). Most of it comes from the prefetch pattern:
  * one run's lines are requested at once per page, so a step's scoring
- * issues four pages' worth back to back. A cursor that spreads them over the tiles' scoring and
- * value passes (branch wip/kivi-step-spread) brings 4-page steps to 50-52
- * cycles at 128k, at 2-3 cycles' cost in L2; skewed array offsets, 2 MiB
- * pages, prefetching 6 pages ahead or V again before the value pass did not.
+ * issues four pages' worth back to back. A cursor that spreads them over
+ * the tiles' scoring and value passes (branch wip/kivi-step-spread) brings
+ * 4-page steps to 50-52 cycles at 128k, at 2-3 cycles' cost in L2; skewed
+ * array offsets, 2 MiB pages, prefetching 6 pages ahead or V again before
+ * the value pass did not.
  * For this int16 kernel multi-page steps gain nothing even in L2 (41-44
  * cycles), nor does issuing the next page's key dots before this page's
  * softmax: the serial per-page chain is not what limits it (2026-11-23).
@@ -132,16 +133,16 @@ static void run_factors(const lkv_attn_block *b, const lkv_kv_run *run, int bits
         const float amax = _mm512_reduce_max_ps(mx);
         const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 32767.0f / amax : 0.0f);
         int32_t *qp = f->qp[r - rt0];
-        int c = 0;
-        for (; c + 32 <= d; c += 32) /* 32 channels -> 16 int16 pairs */
-            _mm512_storeu_si512(qp + c / 2, _mm512_permutex2var_epi16(
-                                                _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv)), pidx,
-                                                _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16 + 1], inv))));
-        if (c < d)
-            _mm256_storeu_si256((__m256i *)(qp + c / 2),
-                                _mm512_castsi512_si256(_mm512_permutex2var_epi16(
-                                    _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv)), pidx,
-                                    _mm512_setzero_si512())));
+        for (int c = 0; c < d; c += 32) { /* 32 channels -> 16 int16 pairs (16 -> 8 at the end) */
+            const __m512i x0 = _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv));
+            const __m512i x1 = c + 16 < d ? _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16 + 1], inv))
+                                          : _mm512_setzero_si512();
+            const __m512i w = _mm512_permutex2var_epi16(x0, pidx, x1);
+            if (c + 32 <= d)
+                _mm512_storeu_si512(qp + c / 2, w);
+            else
+                _mm256_storeu_si256((__m256i *)(qp + c / 2), _mm512_castsi512_si256(w));
+        }
         f->qa[r - rt0] = amax / 32767.0f;
         f->qm[r - rt0] = _mm512_reduce_add_ps(m);
     }
