@@ -51,6 +51,28 @@
  * against 47 at 128k (32/8/128), 21.5 against 24 at 9/3/64, but 1-2%
  * relative error against the dequantized reference, and KIVI-4 slower (56
  * against 44); not kept.
+ * int8 without shifts (2026-11-23, branch wip/kivi-int8): masking each byte
+ * of a word with one code position leaves code * 2^(b p), an unsigned byte
+ * for vpdpbusd, with one accumulator per position (shifted once at the end);
+ * with softmax steps of 4 pages, 4-row shared reductions and packed int8
+ * stores: KIVI-2 29 cycles per key in L2 against 44. But int8 value weights
+ * raise SmolLM2's perplexity under KIVI by ~2% (austen, 4096 tokens, -c
+ * 2048: KIVI-4 26.13 against 25.58, KIVI-2 29.92 against 29.27; full cache
+ * 25.64; the ref, AVX2 and this kernel give 25.60-25.67 and 28.93-29.33, see
+ * docs/eval.md); two int8 parts per weight restore it (25.68, 29.14) at 35-36
+ * cycles, an int8 query leaves 1-3% error against the dequantized reference
+ * in test_kv_quant, KIVI-4 takes 48-50, and beyond the L2 every int8 variant
+ * ran at 62-88 cycles (32/8/128, 128k keys) against 47-51 here, with or
+ * without software prefetch; not kept.
+ * A lead for the next attempt (2026-11-23): this kernel with PREFETCH_RUNS
+ * 4 or 8 takes 35-36 cycles per key in L2 and L3 (4/1/128 and 32/8/128 at
+ * 4k keys, 1 thread) against 43-44 with 1, 2, 3, 6 or 16, but 72-77 at 128k
+ * keys against 47-52; prefetching into L2 (_MM_HINT_T1) changes nothing. In
+ * the bench the four arrays advance 1 KiB (codes) and 512 B (aux) per page,
+ * so 4 and 8 pages ahead are whole 4 KiB strides; with 64 B of padding after
+ * each page the gain is gone (42.3-43.0 cycles at either distance): an
+ * address-aliasing effect of that layout, not the distance; why it helps is
+ * not known yet.
  */
 #include "kernels/kv_quant.h"
 #include "kernels/x86/avx512/attn_avx512.h"
