@@ -70,7 +70,7 @@
  * keys against 47-52; prefetching into L2 (_MM_HINT_T1) changes nothing. In
  * the bench the four arrays advance 1 KiB (codes) and 512 B (aux) per page,
  * so 4 and 8 pages ahead are whole 4 KiB strides; with 64 B of padding after
- * each page the gain is gone (42.3-43.0 cycles at either distance): an
+ * each page the gain is gone (42.3-43.1 cycles at either distance): an
  * address-aliasing effect of that layout, not the distance; why it helps is
  * not known yet.
  */
