@@ -62,7 +62,7 @@
  * docs/eval.md); two int8 parts per weight restore it (25.68, 29.14) at 35-36
  * cycles, an int8 query leaves 1-3% error against the dequantized reference
  * in test_kv_quant, KIVI-4 takes 48-50, and beyond the L2 every int8 variant
- * ran at 62-88 cycles (32/8/128, 128k keys) against 47-51 here, with or
+ * ran at 62-88 cycles (32/8/128, 128k keys) against 47-52 here, with or
  * without software prefetch; not kept.
  * A lead for the next attempt (2026-11-23): this kernel with PREFETCH_RUNS
  * 4 or 8 takes 35-36 cycles per key in L2 and L3 (4/1/128 and 32/8/128 at
@@ -304,8 +304,9 @@ AVX512_INLINE void block_rows(const lkv_attn_block *b, qfac *f, int r0, int rr0,
     const __m512i pidx = pair_index(bits);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
-        const __m512 p0 = _mm512_load_ps(p[r]), p1 = _mm512_load_ps(p[r] + 16);
-        const float pmax = _mm512_reduce_max_ps(nt > 1 ? _mm512_max_ps(p0, p1) : p0);
+        /* p[r] + 16 is written only for a second tile; p >= 0, so a zero p1 is neutral */
+        const __m512 p0 = _mm512_load_ps(p[r]), p1 = nt > 1 ? _mm512_load_ps(p[r] + 16) : _mm512_setzero_ps();
+        const float pmax = _mm512_reduce_max_ps(_mm512_max_ps(p0, p1));
         const float wmax = pmax * vsmax; /* >= every p_t * vs_t */
         beta[r] = wmax / 32767.0f;
         const __m512 inv = _mm512_set1_ps(wmax > 0.0f ? 32767.0f / wmax : 0.0f);
