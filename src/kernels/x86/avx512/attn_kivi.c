@@ -64,15 +64,14 @@
  * in test_kv_quant, KIVI-4 takes 48-50, and beyond the L2 every int8 variant
  * ran at 62-88 cycles (32/8/128, 128k keys) against 47-52 here, with or
  * without software prefetch; not kept.
- * A lead for the next attempt (2026-11-23): this kernel with PREFETCH_RUNS
- * 4 or 8 takes 35-36 cycles per key in L2 and L3 (4/1/128 and 32/8/128 at
- * 4k keys, 1 thread) against 43-44 with 1, 2, 3, 6 or 16, but 72-77 at 128k
- * keys against 47-52; prefetching into L2 (_MM_HINT_T1) changes nothing. In
- * the bench the four arrays advance 1 KiB (codes) and 512 B (aux) per page,
- * so 4 and 8 pages ahead are whole 4 KiB strides; with 64 B of padding after
- * each page the gain is gone (42.3-43.1 cycles at either distance): an
- * address-aliasing effect of that layout, not the distance; why it helps is
- * not known yet.
+ * Correction (2026-11-23, later): the "lead" recorded here earlier (35
+ * cycles per key with PREFETCH_RUNS 4 or 8, gone with padded pages) was a
+ * measurement error. This file defined PREFETCH_RUNS unconditionally, so
+ * -DPREFETCH_RUNS=... builds kept 2, and the 35-cycle build was a stale
+ * build directory of the int8-quads kernel above (1062 vpdpbusd, no
+ * vpdpwssd in its binary). Rebuilt from this file with the flag honoured,
+ * 4 pages ahead gives 43.3-43.9 cycles against 43.3-43.9 (4/1/128) and
+ * 44.7-44.8 against 45.0 (32/8/128), both at 4k keys, 1 thread.
  */
 #include "kernels/kv_quant.h"
 #include "kernels/x86/avx512/attn_avx512.h"
@@ -82,7 +81,9 @@
 #define MAXD LKV_ATTN_MAX_HEAD_DIM
 #define MAXG (MAXD / LKV_KIVI_VGROUP)
 #define TILE LKV_KVQ_TILE
+#ifndef PREFETCH_RUNS /* -D for experiments */
 #define PREFETCH_RUNS 2 /* runs (pages) ahead */
+#endif
 
 /* acc += a . pair (word pairs of a times the two int16 of *w, every lane).
  * With VNNI one vpdpwssd whose broadcast comes from memory ({1to16}: GCC
