@@ -25,7 +25,15 @@
  *
  * Where the time goes (2026-11-22, 4/1/128 KIVI-2, 4k keys, 1 thread, in L2:
  * ~46 cycles per key at 4.2 GHz; parts removed one at a time): key dots ~11,
- * the value loop ~17, run_factors ~8, softmax and loop ~7. Measured and not
+ * the value loop ~17, run_factors ~8, softmax and loop ~7. Since 2026-11-23
+ * run_factors takes four rows at a time with joint reductions (hmax4,
+ * hsum4), constant trip counts for d = 64 and 128, and the rows' query
+ * pointers set once per row tile (it divided by G per row and page): 40.6-41.5
+ * cycles against 43.2-43.4 (4/1/128 KIVI-2), 22.5-23.1 against 23.4-24.2
+ * (3/1/64). Not kept: computing the next run's factors before this run's
+ * tiles (45.8-46.7 against 45.0-45.9: their latency was not exposed), and
+ * the same joint reduction for the value weights' scales (no change).
+ * Measured and not
  * kept: int8 quads (vpdpbusd, half the dot instructions) with softmax steps
  * of four pages. 35 cycles per key in L2, but 70-81 once K/V left the L2
  * (32/8/128 at 32k-128k keys, against 48-53 here; 2 threads at 128k: 9.6-10.1
@@ -129,45 +137,89 @@ typedef struct qfac {
     int32_t qp[ROW_TILE][MAXD / 2]; /* [rows][chunk][u]: int16 pair (u, u + P/2) */
     float qa[ROW_TILE];             /* scale of the int16 query */
     float qm[ROW_TILE];             /* q . kmin */
+    const float *q[ROW_TILE];       /* the rows' queries (set once per row tile) */
     /* sum_t p_t * vmin_{t,g} as 16 partial sums, rescaled with acc; added to
      * acc once, when the row tile is done (one reduction per group, not per tile) */
     float mv[ROW_TILE][MAXG][16] __attribute__((aligned(64)));
 } qfac;
 
-static void run_factors(const lkv_attn_block *b, const lkv_kv_run *run, int bits, int rt0,
-                        int rt1, qfac *f) {
-    const int d = b->d; /* a multiple of 16 here, so of the chunk */
+/* Lanes 4r .. 4r + 3 of the result = max (hmax4) or sum (hsum4) of the 16
+ * lanes of a[r]: four rows' reductions in 8 instructions where one row's
+ * took 7. */
+static inline __m512 hmax4(const __m512 *a) {
+    const __m512 x = _mm512_max_ps(_mm512_shuffle_f32x4(a[0], a[1], 0x44), _mm512_shuffle_f32x4(a[0], a[1], 0xEE));
+    const __m512 y = _mm512_max_ps(_mm512_shuffle_f32x4(a[2], a[3], 0x44), _mm512_shuffle_f32x4(a[2], a[3], 0xEE));
+    __m512 z = _mm512_max_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
+    z = _mm512_max_ps(z, _mm512_permute_ps(z, 0x4E));
+    return _mm512_max_ps(z, _mm512_permute_ps(z, 0xB1));
+}
+static inline __m512 hsum4(const __m512 *a) {
+    const __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(a[0], a[1], 0x44), _mm512_shuffle_f32x4(a[0], a[1], 0xEE));
+    const __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(a[2], a[3], 0x44), _mm512_shuffle_f32x4(a[2], a[3], 0xEE));
+    __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
+    z = _mm512_add_ps(z, _mm512_permute_ps(z, 0x4E));
+    return _mm512_add_ps(z, _mm512_permute_ps(z, 0xB1));
+}
+
+/* The key factors of rows [rt0, rt1) for one run, four rows at a time
+ * (nv = d / 16 vectors; a constant where inlined). */
+AVX512_INLINE void run_factors_nv(const lkv_kv_run *run, int nv, int bits, int rt0, int rt1,
+                                  qfac *f) {
+    const int d = 16 * nv;
     const uint16_t *ka = run->k_aux; /* [2][d] half: scale, min */
     const __m512i pidx = pair_index(bits);
-    __m512 ks[MAXD / 16], km[MAXD / 16], qs[MAXD / 16];
-    for (int c = 0; c < d; c += 16) { /* the page's scales and mins, once for all rows */
-        ks[c / 16] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + c)));
-        km[c / 16] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + d + c)));
+    __m512 ks[MAXD / 16], km[MAXD / 16];
+    for (int c = 0; c < nv; c++) { /* the page's scales and mins, once for all rows */
+        ks[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + 16 * c)));
+        km[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ka + d + 16 * c)));
     }
-    for (int r = rt0; r < rt1; r++) {
-        const float *q = avx512_query_row(b, r);
-        __m512 m = _mm512_setzero_ps(), mx = _mm512_setzero_ps();
-        for (int c = 0; c < d; c += 16) {
-            __m512 qv = _mm512_loadu_ps(q + c);
-            qs[c / 16] = _mm512_mul_ps(qv, ks[c / 16]);
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(qs[c / 16]));
-            m = _mm512_fmadd_ps(qv, km[c / 16], m);
+    for (int r0 = rt0; r0 < rt1; r0 += 4) {
+        const int R = rt1 - r0 < 4 ? rt1 - r0 : 4;
+        const float *q[4];
+        __m512 mx[4], m[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) { /* rows past R repeat row 0; their lanes are unused */
+            q[r] = f->q[r0 - rt0 + (r < R ? r : 0)];
+            mx[r] = m[r] = _mm512_setzero_ps();
         }
-        const float amax = _mm512_reduce_max_ps(mx);
-        const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 32767.0f / amax : 0.0f);
-        int32_t *qp = f->qp[r - rt0];
-        for (int c = 0; c < d; c += 32) { /* 32 channels -> 16 int16 pairs (16 -> 8 at the end) */
-            const __m512i x0 = _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16], inv));
-            const __m512i x1 = c + 16 < d ? _mm512_cvtps_epi32(_mm512_mul_ps(qs[c / 16 + 1], inv))
-                                          : _mm512_setzero_si512();
-            const __m512i w = _mm512_permutex2var_epi16(x0, pidx, x1);
-            if (c + 32 <= d)
-                _mm512_storeu_si512(qp + c / 2, w);
-            else
-                _mm256_storeu_si256((__m256i *)(qp + c / 2), _mm512_castsi512_si256(w));
+        for (int c = 0; c < nv; c++)
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const __m512 qv = _mm512_loadu_ps(q[r] + 16 * c);
+                mx[r] = _mm512_range_ps(mx[r], _mm512_mul_ps(qv, ks[c]), 0x0B); /* max |.| */
+                m[r] = _mm512_fmadd_ps(qv, km[c], m[r]);
+            }
+        const __m512 amax = hmax4(mx);
+        const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                               _mm512_set1_ps(32767.0f), amax);
+        float av[16], sv[16];
+        _mm512_storeu_ps(av, amax);
+        _mm512_storeu_ps(sv, hsum4(m));
+        for (int r = 0; r < R; r++) {
+            const __m512 ir = _mm512_permutexvar_ps(_mm512_set1_epi32(4 * r), inv);
+            int32_t *qp = f->qp[r0 + r - rt0];
+            for (int c = 0; c < nv; c += 2) { /* 32 channels -> 16 int16 pairs (16 -> 8 at the end) */
+                const __m512i x0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(q[r] + 16 * c), ks[c]), ir));
+                const __m512i x1 = c + 1 < nv ? _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(q[r] + 16 * c + 16), ks[c + 1]), ir))
+                                              : _mm512_setzero_si512();
+                const __m512i w = _mm512_permutex2var_epi16(x0, pidx, x1);
+                if (c + 1 < nv)
+                    _mm512_storeu_si512(qp + 8 * c, w);
+                else
+                    _mm256_storeu_si256((__m256i *)(qp + 8 * c), _mm512_castsi512_si256(w));
+            }
+            f->qa[r0 + r - rt0] = av[4 * r] / 32767.0f;
+            f->qm[r0 + r - rt0] = sv[4 * r];
         }
-        f->qa[r - rt0] = amax / 32767.0f;
-        f->qm[r - rt0] = _mm512_reduce_add_ps(m);
+    }
+}
+
+static void run_factors(const lkv_attn_block *b, const lkv_kv_run *run, int bits, int rt0,
+                        int rt1, qfac *f) {
+    switch (b->d) { /* the common head dims with constant trip counts */
+    case 64: run_factors_nv(run, 4, bits, rt0, rt1, f); break;
+    case 128: run_factors_nv(run, 8, bits, rt0, rt1, f); break;
+    default: run_factors_nv(run, b->d / 16, bits, rt0, rt1, f); break;
     }
 }
 
@@ -407,6 +459,8 @@ AVX512_INLINE void attn_kivi(const lkv_attn_block *b, const float *lse, const lk
         int rt1 = b->n_rows - rt0 < ROW_TILE ? b->n_rows : rt0 + ROW_TILE;
         const int tok0 = rt0 / b->G, tok1 = (rt1 - 1) / b->G + 1;
         const int ng = lkv_kvq_vgroups(b->d);
+        for (int r = rt0; r < rt1; r++)
+            f.q[r - rt0] = avx512_query_row(b, r);
         if (!lse)
             for (int r = rt0; r < rt1; r++)
                 for (int g = 0; g < ng; g++)
