@@ -23,63 +23,9 @@
  * A softmax step takes a page (two tiles).
  * Head dims that are not a multiple of 16 go to the AVX2 kernels.
  *
- * Where the time goes (2026-11-22, 4/1/128 KIVI-2, 4k keys, 1 thread, in L2:
- * ~46 cycles per key at 4.2 GHz; parts removed one at a time): key dots ~11,
- * the value loop ~17, run_factors ~8, softmax and loop ~7. Since 2026-11-23
- * run_factors takes four rows at a time with joint reductions (hmax4,
- * hsum4), constant trip counts for d = 64 and 128, and the rows' query
- * pointers set once per row tile (it divided by G per row and page): 40.6-41.5
- * cycles against 43.2-43.4 (4/1/128 KIVI-2), 22.5-23.1 against 23.4-24.2
- * (3/1/64). Not kept: computing the next run's factors before this run's
- * tiles (45.8-46.7 against 45.0-45.9: their latency was not exposed), and
- * the same joint reduction for the value weights' scales (no change).
- * Measured and not
- * kept: int8 quads (vpdpbusd, half the dot instructions) with softmax steps
- * of four pages. 35 cycles per key in L2, but 70-81 once K/V left the L2
- * (32/8/128 at 32k-128k keys, against 48-53 here; 2 threads at 128k: 9.6-10.1
- * ms against 6.2-7.2), for reasons not found: prefetching 2-16 pages ahead
- * and 2 MiB pages barely changed it; with one page per step it was no faster
- * than this kernel from DRAM. It also raised the error against the
- * dequantized reference from ~2e-4 to 2e-2..1e-1 (int8 query and weights).
- * The slowdown is not int8's: this int16 kernel with softmax steps of 4
- * pages does the same at d = 128 (42-44 cycles per key in L2, 53-70 at 32k
- * and 64-76 at 128k keys, 1 thread; 2 pages per step: 41-42 in L2 and 45-53
- * beyond; 9/3/64 unaffected). Most of it comes from the prefetch pattern:
- * one run's lines are requested at once per page, so a step's scoring
- * issues four pages' worth back to back. A cursor that spreads them over
- * the tiles' scoring and value passes (branch wip/kivi-step-spread) brings
- * 4-page steps to 50-52 cycles at 128k, at 2-3 cycles' cost in L2; skewed
- * array offsets, 2 MiB pages, prefetching 6 pages ahead or V again before
- * the value pass did not.
- * For this int16 kernel multi-page steps gain nothing even in L2 (41-44
- * cycles), nor does issuing the next page's key dots before this page's
- * softmax: the serial per-page chain is not what limits it (2026-11-23).
- * int8 key dots alone (vpdpbusd, query rounded to int8 per row and page,
- * values kept int16): KIVI-2 39 cycles per key in L2 against 43, 41-43
- * against 47 at 128k (32/8/128), 21.5 against 24 at 9/3/64, but 1-2%
- * relative error against the dequantized reference, and KIVI-4 slower (56
- * against 44); not kept.
- * int8 without shifts (2026-11-23, branch wip/kivi-int8): masking each byte
- * of a word with one code position leaves code * 2^(b p), an unsigned byte
- * for vpdpbusd, with one accumulator per position (shifted once at the end);
- * with softmax steps of 4 pages, 4-row shared reductions and packed int8
- * stores: KIVI-2 29 cycles per key in L2 against 44. But int8 value weights
- * raise SmolLM2's perplexity under KIVI by ~2% (austen, 4096 tokens, -c
- * 2048: KIVI-4 26.13 against 25.58, KIVI-2 29.92 against 29.27; full cache
- * 25.64; the ref, AVX2 and this kernel give 25.60-25.67 and 28.93-29.33, see
- * docs/eval.md); two int8 parts per weight restore it (25.68, 29.14) at 35-36
- * cycles, an int8 query leaves 1-3% error against the dequantized reference
- * in test_kv_quant, KIVI-4 takes 48-50, and beyond the L2 every int8 variant
- * ran at 62-88 cycles (32/8/128, 128k keys) against 47-52 here, with or
- * without software prefetch; not kept.
- * Correction (2026-11-23, later): the "lead" recorded here earlier (35
- * cycles per key with PREFETCH_RUNS 4 or 8, gone with padded pages) was a
- * measurement error. This file defined PREFETCH_RUNS unconditionally, so
- * -DPREFETCH_RUNS=... builds kept 2, and the 35-cycle build was a stale
- * build directory of the int8-quads kernel above (1062 vpdpbusd, no
- * vpdpwssd in its binary). Rebuilt from this file with the flag honoured,
- * 4 pages ahead gives 43.3-43.9 cycles against 43.3-43.9 (4/1/128) and
- * 44.7-44.8 against 45.0 (32/8/128), both at 4k keys, 1 thread.
+ * Where the time goes, the arithmetic floor, and the designs measured and
+ * not kept (int8 products, multi-page steps, prefetch patterns): see
+ * docs/kivi_kernel.md.
  */
 #include "kernels/kv_quant.h"
 #include "kernels/x86/avx512/attn_avx512.h"
