@@ -91,7 +91,7 @@ typedef struct qfac {
 
 /* Lanes 4r .. 4r + 3 of the result = max (hmax4) or sum (hsum4) of the 16
  * lanes of a[r]: four rows' reductions in 13 instructions where each row's
- * own took ~8. */
+ * own took ~8. hmax4 is avx512_reduce_quad's shuffle tree with max for add. */
 static inline __m512 hmax4(const __m512 *a) {
     const __m512 x = _mm512_max_ps(_mm512_shuffle_f32x4(a[0], a[1], 0x44), _mm512_shuffle_f32x4(a[0], a[1], 0xEE));
     const __m512 y = _mm512_max_ps(_mm512_shuffle_f32x4(a[2], a[3], 0x44), _mm512_shuffle_f32x4(a[2], a[3], 0xEE));
@@ -100,9 +100,7 @@ static inline __m512 hmax4(const __m512 *a) {
     return _mm512_max_ps(z, _mm512_permute_ps(z, 0xB1));
 }
 static inline __m512 hsum4(const __m512 *a) {
-    const __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(a[0], a[1], 0x44), _mm512_shuffle_f32x4(a[0], a[1], 0xEE));
-    const __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(a[2], a[3], 0x44), _mm512_shuffle_f32x4(a[2], a[3], 0xEE));
-    __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
+    __m512 z = avx512_reduce_quad(a[0], a[1], a[2], a[3]); /* 4 partial sums per row */
     z = _mm512_add_ps(z, _mm512_permute_ps(z, 0x4E));
     return _mm512_add_ps(z, _mm512_permute_ps(z, 0xB1));
 }
