@@ -95,18 +95,24 @@ static void test_info(lkv_model *m) {
           info.n_params);
 }
 
-static void test_paris(lkv_model *m, lkv_threadpool *tp) {
+static void test_capitals(lkv_model *m, lkv_threadpool *tp) {
     char out[1024];
-    /* An explicit system message: with the template's default one ("...named
-     * SmolLM, trained by Hugging Face") the first answer token of this Q4_1
-     * file is a near tie ("The" vs "L", 0.08 logits apart in exact math), and
-     * llama.cpp itself answers "L'Étoile..." there. */
-    chat_greedy(m, tp, "You are a helpful assistant.", "What is the capital of France?", 24,
+    /* An explicit system message. The question is about Japan, not France: with
+     * "You are a helpful assistant." this Q4_1 model starts its answer about
+     * France with a near tie ("The" 0.18 logits ahead of "La" in exact math),
+     * and the int8 rounding of activations (see the top of this file) moves
+     * that margin by ~0.3 between ISAs and prefill chunk sizes; on an AVX2-only
+     * machine it answered "La femme de France...". About Japan the smallest
+     * margin over the answer is 1.58-1.76 logits on ref and AVX2 at chunk
+     * sizes 1, 7 and 256. (With the template's default system message the
+     * first token is a near tie too, and llama.cpp itself answers "L'Étoile...".) */
+    chat_greedy(m, tp, "You are a helpful assistant.", "What is the capital of Japan?", 24,
                 out, sizeof out);
     printf("answer: %s\n", out);
-    CHECK(strstr(out, "Paris") != NULL, "the answer does not mention Paris: '%s'", out);
+    CHECK(strstr(out, "Tokyo") != NULL, "the answer does not mention Tokyo: '%s'", out);
     /* An empty system message, what `longkv run --chat` sends without --system
-     * (the template renders it as an empty system turn): a clear answer. */
+     * (the template renders it as an empty system turn): a clear answer, its
+     * smallest margin 0.88-0.95 logits on ref and AVX2. */
     chat_greedy(m, tp, "", "What is the capital of France?", 24, out, sizeof out);
     printf("answer (empty system message): %s\n", out);
     CHECK(strstr(out, "Paris") != NULL, "empty system: the answer does not mention Paris: '%s'",
@@ -727,7 +733,7 @@ int main(void) {
     lkv_threadpool *tp = lkv_test_threadpool();
     test_info(m);
     test_bad_params(m);
-    test_paris(m, tp);
+    test_capitals(m, tp);
     test_chunked_vs_stepwise(m, tp);
     test_seeded_sampling(m, tp);
     test_prompt_snapshot(m, tp);
